@@ -1,0 +1,266 @@
+"""The ``genai`` command line: train / sample / eval / demo.
+
+Every field of a model config and of its training config is a flag (``latent_dim`` ->
+``--latent-dim``). Errors are printed on one line, without a traceback, with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import types
+import typing
+from pathlib import Path
+
+import torch
+
+from genai import checkpoint
+from genai.data.images import DATASETS, DatasetError, load_images
+from genai.training.engine import NonFiniteLossError
+
+log = logging.getLogger("genai")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    """One flag per dataclass field; defaults are left out so only given flags are set."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name == "resume":  # the CLI's --resume takes the run directory instead
+            continue
+        kind = hints[field.name]
+        args = typing.get_args(kind)
+        optional = typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args
+        if optional:
+            kind = next(a for a in args if a is not type(None))
+        default = (
+            field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        )
+        help_text = f"(default: {default})"
+        if kind is bool:
+            group.add_argument(
+                _flag(field.name),
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        elif typing.get_origin(kind) is tuple:
+            group.add_argument(
+                _flag(field.name),
+                type=typing.get_args(kind)[0],
+                nargs="+",
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                _flag(field.name),
+                type=_parse_optional(kind) if optional else kind,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+
+
+def _parse_optional(kind: type):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _pick(args: argparse.Namespace, cls: type) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def _image_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--root", default=None, help="folder with the IDX files")
+    parser.add_argument(
+        "--download", action="store_true", default=False, help="allow downloading the dataset"
+    )
+
+
+def _image_splits(args: argparse.Namespace):
+    """The train split and, when there is one, the test split (else evaluation is skipped)."""
+    train = load_images(args.dataset, "train", root=args.root, download=args.download)
+    try:
+        test = load_images(args.dataset, "test", root=args.root, download=args.download)
+    except DatasetError as e:
+        log.warning("no test split, training without evaluation: %s", e)
+        test = None
+    return train, test
+
+
+def _run_vae(model, config, args: argparse.Namespace) -> dict:
+    from genai.training.vae import train_vae
+
+    train, test = _image_splits(args)
+    return train_vae(model, train, config, eval_data=test)
+
+
+@dataclasses.dataclass
+class TrainKind:
+    """How the CLI trains one model kind: its configs, its data flags, and the call to its loop."""
+
+    model_config: type
+    train_config: type
+    add_data_flags: typing.Callable[[argparse.ArgumentParser], None]
+    run: typing.Callable[..., dict]
+
+
+def _train_kinds() -> dict[str, TrainKind]:
+    from genai.models.vae import VAEConfig
+    from genai.training.vae import VAETrainConfig
+
+    return {"vae": TrainKind(VAEConfig, VAETrainConfig, _image_flags, _run_vae)}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from genai.models import get_model
+
+    spec = _train_kinds()[args.kind]
+    model_fields, train_fields = _pick(args, spec.model_config), _pick(args, spec.train_config)
+    if "max_steps" in train_fields and "epochs" not in train_fields:
+        train_fields["epochs"] = None  # --max-steps alone means: train this many steps
+    if args.resume:
+        saved = checkpoint.load_config(args.resume)
+        if saved["kind"] != args.kind:
+            raise checkpoint.CheckpointError(
+                f"{args.resume} is a {saved['kind']!r} run, not {args.kind!r}"
+            )
+        if model_fields:
+            raise ValueError(
+                f"model flags ({', '.join(map(_flag, model_fields))}) cannot change when resuming"
+            )
+        model_fields = saved["model_config"]
+        train_fields = {**(saved.get("train_config") or {}), **train_fields}
+        train_fields.update(out_dir=args.resume, resume=True, overwrite=False)
+    model = get_model(args.kind, **model_fields)
+    config = spec.train_config(**train_fields)
+    print(json.dumps(spec.run(model, config, args)))
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from genai.plots import save_grid
+
+    model = checkpoint.load(args.run_dir, args.device)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(args.seed)
+    if args.label is not None:
+        if not hasattr(model, "config") or getattr(model.config, "num_classes", None) is None:
+            raise ValueError(f"--label needs a class-conditional model; {args.run_dir} is not one")
+        labels = torch.full((args.n,), args.label, dtype=torch.long, device=device)
+        images = model.sample(args.n, labels=labels, generator=generator)
+    else:
+        images = model.sample(args.n, generator=generator)
+    out = save_grid(images, args.out, nrow=args.nrow)
+    print(out)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from genai.training.vae import eval_images, evaluate_vae
+
+    config = checkpoint.load_config(args.run_dir)
+    model = checkpoint.load(args.run_dir, args.device)
+    device = next(model.parameters()).device
+    train_config = config.get("train_config") or {}
+    dataset = args.dataset or config.get("data", {}).get("dataset", "mnist")
+    test = load_images(dataset, "test", root=args.root, download=args.download)
+    if args.n:
+        test = test.subset(
+            torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.n]
+        )
+    if config["kind"] == "vae":
+        torch.manual_seed(args.seed)
+        x = eval_images(test, train_config.get("binarize", False), device)
+        result = evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k)
+    else:
+        raise ValueError(f"genai eval does not know model kind {config['kind']!r}")
+    print(
+        json.dumps({"run_dir": str(args.run_dir), "kind": config["kind"], "n": len(test), **result})
+    )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from genai.demo import run_demo
+
+    for path in run_demo(Path(args.out), overwrite=args.overwrite, device=args.device):
+        print(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genai", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model")
+    kinds = train.add_subparsers(dest="kind", required=True)
+    for kind, spec in _train_kinds().items():
+        p = kinds.add_parser(kind, help=f"train a {kind.upper()}")
+        spec.add_data_flags(p)
+        p.add_argument(
+            "--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR"
+        )
+        _add_dataclass_flags(p, spec.model_config, "model")
+        _add_dataclass_flags(p, spec.train_config, "training")
+
+    sample = sub.add_parser("sample", help="write a grid of samples from a trained image model")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("--nrow", type=int, default=8)
+    sample.add_argument(
+        "--label", type=int, default=None, help="class to draw (conditional models)"
+    )
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default="auto")
+
+    ev = sub.add_parser("eval", help="evaluate a run on its test set; prints one JSON line")
+    ev.add_argument("run_dir")
+    ev.add_argument("--dataset", choices=DATASETS, default=None)
+    ev.add_argument("--root", default=None)
+    ev.add_argument("--download", action="store_true")
+    ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE NLL (VAE)")
+    ev.add_argument("--n", type=int, default=0, help="evaluate on a seeded subset of n test images")
+    ev.add_argument("--batch-size", type=int, default=100)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="auto")
+
+    demo = sub.add_parser("demo", help="train on the built-in data and write sample images")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--overwrite", action="store_true")
+    demo.add_argument("--device", default="auto")
+    return parser
+
+
+COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, NonFiniteLossError) as e:
+        print(f"genai: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("genai: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

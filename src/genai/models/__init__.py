@@ -1,0 +1,22 @@
+"""The model registry: ``get_model("vae", latent_dim=16)``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from genai.models.vae import VAE, VAEConfig
+
+MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+    "vae": (VAEConfig, VAE),
+}
+
+
+def get_model(name: str, **config) -> nn.Module:
+    """Build a registered model from its config fields."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+    config_cls, model_cls = MODELS[name]
+    return model_cls(config_cls(**config))
+
+
+__all__ = ["MODELS", "VAE", "VAEConfig", "get_model"]
