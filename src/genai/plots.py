@@ -59,3 +59,30 @@ def plot_losses(metrics_path: str | Path, out: str | Path) -> Path | None:
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return out
+
+
+def save_vae_figures(vae, images: torch.Tensor, out: str | Path, seed: int = 0) -> list[Path]:
+    """Samples, reconstructions and lower-half completions of a trained VAE, as PNG grids.
+
+    Args:
+        vae: a trained :class:`genai.VAE`.
+        images: uint8 digits ``(N, 1, 28, 28)`` to reconstruct and complete (8 is a good N).
+        out: folder for ``samples.png``, ``reconstructions.png`` (originals above, reconstructions
+            below) and ``completions.png`` (originals, lower half removed, completed).
+    """
+    out = Path(out)
+    device = next(vae.parameters()).device
+    vae.eval()
+    gen = torch.Generator(device).manual_seed(seed)
+    x = images.to(device).float() / 255.0  # (N, 1, 28, 28)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[:, :, 14:, :] = False  # the lower half is missing
+    completed = vae.impute(x, mask, steps=50, generator=gen)
+    n = x.shape[0]
+    return [
+        save_grid(vae.sample(64, generator=gen), out / "samples.png"),
+        save_grid(torch.cat([x, vae.reconstruct(x)]), out / "reconstructions.png", nrow=n),
+        save_grid(
+            torch.cat([x, torch.where(mask, x, 0.3), completed]), out / "completions.png", nrow=n
+        ),
+    ]
