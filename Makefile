@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/genai demo --out runs/demo
+	$(VENV)/bin/genai demo --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
