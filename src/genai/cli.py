@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -146,7 +147,9 @@ def _train(args: argparse.Namespace) -> None:
         train_fields.update(out_dir=args.resume, resume=True, overwrite=False)
     model = get_model(args.kind, **model_fields)
     config = spec.train_config(**train_fields)
-    print(json.dumps(spec.run(model, config, args)))
+    summary = spec.run(model, config, args)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(json.dumps(summary))
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -21,7 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from tqdm.auto import tqdm
 
 from genai import checkpoint
@@ -173,10 +176,13 @@ def lr_factor(step: int, total: int, config: TrainConfig) -> float:
 class Trainer:
     """The engine's side of a step: autocast, backward with the grad scaler, clipped updates."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, optimizers: dict):
+    def __init__(
+        self, config: TrainConfig, device: torch.device, optimizers: dict, world_size: int = 1
+    ):
         self.config = config
         self.device = device
         self.optimizers = optimizers
+        self.world_size = world_size
         self.scalers = {name: grad_scaler(device, config.precision) for name in optimizers}
 
     def autocast(self):
@@ -190,9 +196,11 @@ class Trainer:
     def step(self, name: str) -> None:
         """Clip, step optimizer ``name`` and clear its gradients."""
         optimizer, scaler = self.optimizers[name], self.scalers[name]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self.world_size > 1:
+            _average_gradients(params, self.world_size)
         if self.config.grad_clip > 0:
             scaler.unscale_(optimizer)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
             nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
@@ -202,6 +210,38 @@ class Trainer:
         """``backward`` then ``step``: one full update of optimizer ``name`` from ``loss``."""
         self.backward(loss, name)
         self.step(name)
+
+
+def _average_gradients(params: list[torch.Tensor], world_size: int) -> None:
+    """Data parallelism: one all-reduce of all gradients (flattened), divided by the world size.
+
+    Every rank then holds the gradient of the mean loss over all ranks' batches, as with
+    ``DistributedDataParallel``. Doing it here, at the optimizer step, works for any loop
+    (also the GAN, whose D takes part in G's step without updating) with no module wrapping.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat.div_(world_size)
+    for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        grad.copy_(synced)
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """Join the process group ``torchrun`` describes; returns ``(rank, world_size, device)``.
+
+    Without ``torchrun`` (``WORLD_SIZE`` unset or 1) this is ``(0, 1, device)``. With CUDA each
+    process takes the GPU of its ``LOCAL_RANK`` and NCCL; on CPU the backend is gloo.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def maybe_compile(module: nn.Module, config: TrainConfig) -> nn.Module:
@@ -299,14 +339,23 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
     """
     device = resolve_device(config.device)
     check_precision(config.precision, device)
+    rank, world, device = init_distributed(device)
+    main_process = rank == 0
     run_dir = Path(config.out_dir)
-    _prepare_run_dir(run_dir, config)
-    seed_everything(config.seed)
+    if main_process:
+        _prepare_run_dir(run_dir, config)
+    seed_everything(config.seed + rank)  # same data order (seeded separately), own dropout masks
     batches = task.setup(device)
-    per_epoch = len(batches)
+    # Under torchrun, rank r of w takes the batches r, w + r, 2w + r, ... of the single-process
+    # order: w batches of B are exactly the data of one batch of w * B.
+    per_epoch = len(batches) // world
+    if per_epoch == 0:
+        raise ValueError(
+            f"{world} processes need at least {world} batches per epoch, got {len(batches)}"
+        )
     total = config.max_steps or config.epochs * per_epoch
     optimizers = task.configure_optimizers()
-    trainer = Trainer(config, device, optimizers)
+    trainer = Trainer(config, device, optimizers, world)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, config))
         for name, opt in optimizers.items()
@@ -315,8 +364,12 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
     if config.resume:
         start = _restore(run_dir, task, optimizers, schedulers, trainer)
         log.info("resuming %s at step %d of %d", run_dir, start, total)
+    if world > 1:
+        for tensor in task.model.state_dict().values():  # every rank starts from rank 0's weights
+            dist.broadcast(tensor, 0)
     metrics_path = run_dir / "metrics.jsonl"
-    _keep_metrics_until(metrics_path, start)
+    if main_process:
+        _keep_metrics_until(metrics_path, start)
 
     def save(step: int) -> None:
         state = {
@@ -330,8 +383,9 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
         )
 
     def write(record: dict) -> None:
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main_process:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
 
     sums: dict[str, torch.Tensor] = {}
     count = 0
@@ -354,9 +408,15 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
             )
 
     task.model.train()
-    bar = tqdm(total=total, initial=start, disable=not config.progress, desc=task.kind, unit="step")
+    bar = tqdm(
+        total=total,
+        initial=start,
+        disable=not (config.progress and main_process),
+        desc=task.kind,
+        unit="step",
+    )
     for step in range(start, total):
-        out = task.train_step(batches.get(step), step, trainer)
+        out = task.train_step(batches.get(step * world + rank), step, trainer)
         for scheduler in schedulers.values():
             scheduler.step()
         loss = out["loss"]
@@ -368,6 +428,11 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
         bar.update(1)
         if done % config.log_every == 0 or done == total:
             check_finite()
+            if world > 1:  # the mean over all ranks
+                keys = sorted(sums)
+                stacked = torch.stack([sums[k] for k in keys])
+                dist.all_reduce(stacked)
+                sums = dict(zip(keys, stacked / world, strict=True))
             last_train = {k: v.item() / count for k, v in sums.items()}
             elapsed = time.perf_counter() - t0
             lr = next(iter(optimizers.values())).param_groups[0]["lr"]
@@ -383,8 +448,8 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
             )
             bar.set_postfix(loss=f"{last_train['loss']:.4g}")
             sums, count = {}, 0
-        evaluate = _due(done, config.eval_every, per_epoch, total)
-        sample = _due(done, config.sample_every, per_epoch, total)
+        evaluate = main_process and _due(done, config.eval_every, per_epoch, total)
+        sample = main_process and _due(done, config.sample_every, per_epoch, total)
         if evaluate or sample:
             check_finite()
             task.model.eval()
@@ -405,10 +470,11 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
             task.model.train()
         if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == total:
             check_finite()
-            save(done)
+            if main_process:
+                save(done)
             last_saved = done
     bar.close()
-    if metrics_path.exists():
+    if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
     task.model.eval()
     return {"run_dir": str(run_dir), "step": total, "train": last_train, "eval": last_eval}
