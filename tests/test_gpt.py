@@ -365,6 +365,11 @@ def test_cli_trains_generates_and_reports_bad_input(tmp_path, capsys):
     assert summary["step"] == 4 and "ppl" in summary["eval"]
     assert genai.load(run).config.vocab_size == len(set(TEXT))
 
+    # Resuming needs no data flags: the run remembers its text and its tokenizer.
+    assert main(["-q", "train", "gpt", "--resume", str(run), "--max-steps", "6"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 6
+    assert genai.load(run).tokenizer.to_dict() == CharTokenizer.from_text(TEXT).to_dict()
+
     gen = ["generate", str(run), "--prompt", "ROMEO:", "--max-new-tokens", "12"]
     gen += [
         "--temperature",

@@ -105,14 +105,16 @@ class CausalSelfAttention(nn.Module):
                 causal = False
                 if T > 1:
                     mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(start)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=causal,
-        )  # (B, H, T, hd)
+        dropout = self.dropout if self.training else 0.0
+        if q.dtype == torch.bfloat16 and x.device.type == "cpu":
+            # The CPU flash-attention backward is ~5x slower in bf16 than in fp32 (torch 2.14,
+            # benchmarks/lm.py): attend in fp32 there, keep the matmuls around it in bf16.
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), mask, dropout, is_causal=causal
+                ).to(q.dtype)  # (B, H, T, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
