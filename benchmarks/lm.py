@@ -50,8 +50,10 @@ def flops_per_iter(model: genai.GPT, batch: int) -> float:
     return per_token * c.block_size * batch
 
 
-def train(text: str, tok: CharTokenizer, precision: str, iters: int, out: Path) -> dict:
-    torch.manual_seed(1337)
+def train(
+    text: str, tok: CharTokenizer, precision: str, iters: int, out: Path, seed: int = 1337
+) -> dict:
+    torch.manual_seed(seed)
     model = genai.GPT(
         genai.GPTConfig(tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
     )
@@ -69,7 +71,7 @@ def train(text: str, tok: CharTokenizer, precision: str, iters: int, out: Path) 
         grad_clip=1.0,
         precision=precision,
         device="cpu",
-        seed=1337,
+        seed=seed,
         log_every=log_every,
         eval_every=iters,
         sample_every=iters,
@@ -127,6 +129,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
     parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument(
+        "--extra-seeds", type=int, default=0, help="more fp32 runs, for the seed spread of val loss"
+    )
     args = parser.parse_args()
     text = load_text(args.text)
     tok = CharTokenizer.from_text(text)
@@ -152,6 +157,12 @@ def main() -> None:
             result[f"{precision}_fraction_of_{precision}_peak"] = round(
                 flops / seconds / 1e9 / peak, 3
             )
+        if args.extra_seeds:
+            losses = [
+                train(text, tok, "fp32", args.iters, Path(tmp) / f"seed{s}", seed=s)["val_loss"]
+                for s in range(args.extra_seeds)
+            ]
+            result["fp32_val_loss_other_seeds"] = losses
     result["bf16_speedup"] = round(result["fp32_ms_per_iter"] / result["bf16_ms_per_iter"], 2)
     result["bf16_val_loss_delta"] = round(result["bf16_val_loss"] - result["fp32_val_loss"], 4)
     result.update(generation())

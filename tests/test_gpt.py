@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,15 @@ from genai.training.lm import LMTrainConfig, train_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and lose a lot when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny(seed: int = 0, **overrides) -> GPT:
@@ -412,6 +422,7 @@ def test_example_trains_and_samples(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr
     assert "validation loss" in result.stdout
