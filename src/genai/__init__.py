@@ -3,22 +3,47 @@
 __version__ = "0.1.0"
 
 from genai.checkpoint import CheckpointError, load  # noqa: E402
-from genai.data import load_images  # noqa: E402
+from genai.data import (  # noqa: E402
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    load_images,
+    load_text,
+)
 from genai.device import resolve_device  # noqa: E402
-from genai.models import VAE, VAEConfig, get_model  # noqa: E402
-from genai.training import NonFiniteLossError, TrainConfig, VAETrainConfig, train_vae  # noqa: E402
+from genai.models import GPT, VAE, GPTConfig, VAEConfig, get_model  # noqa: E402
+from genai.training import (  # noqa: E402
+    LMTrainConfig,
+    NonFiniteLossError,
+    TrainConfig,
+    VAETrainConfig,
+    generate_text,
+    stream_text,
+    train_lm,
+    train_vae,
+)
 
 __all__ = [
+    "GPT",
     "VAE",
+    "BPETokenizer",
+    "ByteTokenizer",
+    "CharTokenizer",
+    "GPTConfig",
+    "LMTrainConfig",
     "CheckpointError",
     "NonFiniteLossError",
     "TrainConfig",
     "VAEConfig",
     "VAETrainConfig",
     "__version__",
+    "generate_text",
     "get_model",
     "load",
     "load_images",
+    "load_text",
     "resolve_device",
+    "stream_text",
+    "train_lm",
     "train_vae",
 ]

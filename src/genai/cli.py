@@ -1,4 +1,4 @@
-"""The ``genai`` command line: train / sample / eval / demo.
+"""The ``genai`` command line: train / sample / generate / eval / demo.
 
 Every field of a model config and of its training config is a flag (``latent_dim`` ->
 ``--latent-dim``). Errors are printed on one line, without a traceback, with a non-zero exit.
@@ -108,6 +108,42 @@ def _run_vae(model, config, args: argparse.Namespace) -> dict:
     return train_vae(model, train, config, eval_data=test)
 
 
+def _text_flags(parser: argparse.ArgumentParser) -> None:
+    from genai.data.text import CORPORA, TOKENIZERS
+
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--text", default=None, help="a text file, folder or glob to train on")
+    source.add_argument("--corpus", choices=CORPORA, default=None, help="a named corpus")
+    parser.add_argument("--root", default=None, help="local path of the named corpus")
+    parser.add_argument(
+        "--download", action="store_true", default=False, help="allow downloading the corpus"
+    )
+    parser.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
+    parser.add_argument(
+        "--bpe-vocab", type=int, default=1024, help="vocabulary size of a trained BPE tokenizer"
+    )
+
+
+def _run_gpt(model, config, args: argparse.Namespace) -> dict:
+    from genai.data.text import build_tokenizer, load_text, tokenizer_from_dict
+    from genai.models.gpt import GPT
+    from genai.training.lm import train_lm
+
+    if config.resume:
+        saved = checkpoint.load_config(config.out_dir)
+        source = args.text or args.corpus or saved.get("data", {}).get("source")
+        tokenizer = tokenizer_from_dict(saved["tokenizer"])
+    else:
+        source = args.text or args.corpus or "python-stdlib"
+    text = load_text(source, root=args.root, download=args.download)
+    if not config.resume:
+        tokenizer = build_tokenizer(args.tokenizer, text, args.bpe_vocab)
+        # The vocabulary comes from the data: rebuild the model at its size, seeded by the run.
+        torch.manual_seed(config.seed)
+        model = GPT(dataclasses.replace(model.config, vocab_size=tokenizer.vocab_size))
+    return train_lm(model, text, tokenizer, config, source=source)
+
+
 @dataclasses.dataclass
 class TrainKind:
     """How the CLI trains one model kind: its configs, its data flags, and the call to its loop."""
@@ -119,10 +155,15 @@ class TrainKind:
 
 
 def _train_kinds() -> dict[str, TrainKind]:
+    from genai.models.gpt import GPTConfig
     from genai.models.vae import VAEConfig
+    from genai.training.lm import LMTrainConfig
     from genai.training.vae import VAETrainConfig
 
-    return {"vae": TrainKind(VAEConfig, VAETrainConfig, _image_flags, _run_vae)}
+    return {
+        "vae": TrainKind(VAEConfig, VAETrainConfig, _image_flags, _run_vae),
+        "gpt": TrainKind(GPTConfig, LMTrainConfig, _text_flags, _run_gpt),
+    }
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -193,6 +234,27 @@ def _eval(args: argparse.Namespace) -> None:
     )
 
 
+def _generate(args: argparse.Namespace) -> None:
+    from genai.training.lm import stream_text
+
+    pieces = stream_text(
+        args.run_dir,
+        args.prompt,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        device=args.device,
+    )
+    first = next(pieces, "")  # bad input fails here, before anything is printed
+    sys.stdout.write(args.prompt + first)
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from genai.demo import run_demo
 
@@ -238,6 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
 
+    gen = sub.add_parser("generate", help="stream text from a trained language model")
+    gen.add_argument("run_dir")
+    gen.add_argument("--prompt", default="")
+    gen.add_argument("--max-new-tokens", type=int, default=300)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", default="auto")
+
     demo = sub.add_parser("demo", help="train on the built-in data and write sample images")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--overwrite", action="store_true")
@@ -245,7 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "demo": _demo}
+COMMANDS = {
+    "train": _train,
+    "sample": _sample,
+    "eval": _eval,
+    "generate": _generate,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

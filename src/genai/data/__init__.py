@@ -9,8 +9,24 @@ from genai.data.images import (
     split_dataset,
     write_idx,
 )
+from genai.data.text import (
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    TokenBatches,
+    build_tokenizer,
+    load_text,
+    tokenizer_from_dict,
+)
 
 __all__ = [
+    "BPETokenizer",
+    "ByteTokenizer",
+    "CharTokenizer",
+    "TokenBatches",
+    "build_tokenizer",
+    "load_text",
+    "tokenizer_from_dict",
     "DatasetError",
     "ImageBatches",
     "ImageDataset",

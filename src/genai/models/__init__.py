@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from genai.models.gpt import GPT, GPTConfig
 from genai.models.vae import VAE, VAEConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "vae": (VAEConfig, VAE),
+    "gpt": (GPTConfig, GPT),
 }
 
 
@@ -19,4 +21,4 @@ def get_model(name: str, **config) -> nn.Module:
     return model_cls(config_cls(**config))
 
 
-__all__ = ["MODELS", "VAE", "VAEConfig", "get_model"]
+__all__ = ["GPT", "MODELS", "VAE", "GPTConfig", "VAEConfig", "get_model"]

@@ -1,0 +1,343 @@
+"""Text for the language model: tokenizers, corpora, and random-window batches.
+
+Three tokenizers share one small interface (``encode``, ``decode``, ``vocab_size``, ``to_dict``):
+:class:`CharTokenizer` (the characters of a corpus), :class:`ByteTokenizer` (UTF-8 bytes: any
+text) and :class:`BPETokenizer` (byte-level BPE trained locally with Hugging Face ``tokenizers``).
+:func:`tokenizer_from_dict` restores any of them from the run directory's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sysconfig
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+CORPORA = ("shakespeare", "python-stdlib")
+TOKENIZERS = ("char", "byte", "bpe")
+
+
+class CharTokenizer:
+    """One token per character of a fixed vocabulary (sorted, as in nanoGPT's char model).
+
+    Args:
+        chars: the vocabulary, each character once.
+    """
+
+    def __init__(self, chars: str):
+        if not chars:
+            raise ValueError("a CharTokenizer needs at least one character")
+        if len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer characters must be distinct")
+        self.chars = chars
+        self._index = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        """The tokenizer of every character that occurs in ``text``."""
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``.
+
+        Raises:
+            ValueError: a character is not in the vocabulary (named, with its position).
+        """
+        try:
+            return [self._index[c] for c in text]
+        except KeyError as e:
+            pos = next(i for i, c in enumerate(text) if c not in self._index)
+            raise ValueError(
+                f"character {e.args[0]!r} at position {pos} is not in the tokenizer's "
+                f"vocabulary of {self.vocab_size} characters"
+            ) from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def to_dict(self) -> dict:
+        return {"type": "char", "chars": self.chars}
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as tokens (vocabulary 256): encodes every text."""
+
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of the bytes; a cut or invalid multi-byte sequence becomes U+FFFD."""
+        return bytes(ids).decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict:
+        return {"type": "byte"}
+
+
+class BPETokenizer:
+    """Byte-level BPE (GPT-2's scheme) through Hugging Face ``tokenizers``.
+
+    Args:
+        tokenizer: a ``tokenizers.Tokenizer``.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int = 1024) -> BPETokenizer:
+        """Train a byte-level BPE with ``vocab_size`` tokens (>= 256) on ``text``, locally."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        if vocab_size < 256:
+            raise ValueError(f"bpe vocab_size must be >= 256 (the bytes), got {vocab_size}")
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator([text], trainer=trainer)
+        return cls(tok)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BPETokenizer:
+        """Load a ``tokenizer.json`` (e.g. GPT-2's)."""
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def to_dict(self) -> dict:
+        return {"type": "bpe", "json": self.tokenizer.to_str()}
+
+
+Tokenizer = CharTokenizer | ByteTokenizer | BPETokenizer
+
+
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """Rebuild a tokenizer from its ``to_dict()``."""
+    kind = d.get("type")
+    if kind == "char":
+        return CharTokenizer(d["chars"])
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "bpe":
+        from tokenizers import Tokenizer as HFTokenizer
+
+        return BPETokenizer(HFTokenizer.from_str(d["json"]))
+    raise ValueError(f"unknown tokenizer type {kind!r}: expected one of {', '.join(TOKENIZERS)}")
+
+
+def build_tokenizer(kind: str, text: str, vocab_size: int = 1024) -> Tokenizer:
+    """A ``char``, ``byte`` or ``bpe`` tokenizer for ``text`` (``vocab_size`` is BPE's)."""
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "bpe":
+        return BPETokenizer.train(text, vocab_size)
+    raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+
+
+def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
+    """Turn a stream of token ids into a stream of text pieces.
+
+    Text is released only when it is final: a tail that decodes to U+FFFD (a multi-byte character
+    cut between tokens) is held back until the next token completes it or the stream ends.
+    """
+    seen: list[int] = []
+    emitted = 0
+    text = ""
+    for i in ids:
+        seen.append(i)
+        text = tokenizer.decode(seen)
+        final = len(text.rstrip("\ufffd"))
+        if final > emitted:
+            yield text[emitted:final]
+            emitted = final
+    if len(text) > emitted:
+        yield text[emitted:]
+
+
+def _read_files(paths: Iterable[Path]) -> str:
+    parts = []
+    for path in paths:
+        try:
+            parts.append(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            log.warning("skipping %s: not UTF-8 text", path)
+    return "".join(parts)
+
+
+def python_stdlib_text(max_chars: int | None = 5_000_000) -> str:
+    """The running Python's standard-library sources (tests and site-packages left out)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "test", "tests", "idlelib", "__pycache__"}
+    files = sorted(
+        p for p in root.rglob("*.py") if not skip.intersection(p.relative_to(root).parts)
+    )
+    text, size = [], 0
+    for path in files:
+        try:
+            part = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        text.append(part)
+        size += len(part)
+        if max_chars is not None and size >= max_chars:
+            break
+    return "".join(text)[:max_chars]
+
+
+def shakespeare_text(root: str | Path | None = None, download: bool = False) -> str:
+    """Tiny-shakespeare: ``root`` (the file or its folder), the cache, or a download if allowed."""
+    if root is not None:
+        path = Path(root)
+        path = path / "input.txt" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"no tiny-shakespeare text at {str(path)!r}")
+        return path.read_text(encoding="utf-8")
+    cache = Path(os.environ.get("GENAI_CACHE", Path.home() / ".cache" / "genai"))
+    path = cache / "tinyshakespeare" / "input.txt"
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(
+                f"tiny-shakespeare is not at {path}; pass download=True (--download) or a local "
+                "path (--root)"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        urllib.request.urlretrieve(SHAKESPEARE_URL, path)
+    return path.read_text(encoding="utf-8")
+
+
+def load_text(source: str | Path, root: str | Path | None = None, download: bool = False) -> str:
+    """Read a corpus: a named one (``shakespeare``, ``python-stdlib``), a file, a folder or a glob.
+
+    A folder is read recursively (hidden files and non-UTF-8 files skipped), files in sorted order.
+
+    Raises:
+        FileNotFoundError: nothing matches ``source``.
+        ValueError: the corpus is empty.
+    """
+    source = str(source)
+    if source == "shakespeare":
+        text = shakespeare_text(root, download)
+    elif source == "python-stdlib":
+        text = python_stdlib_text()
+    else:
+        path = Path(source)
+        if path.is_file():
+            files = [path]
+        elif path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
+            )
+        else:
+            files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            if not files:
+                raise FileNotFoundError(
+                    f"no text at {source!r}: not a file, folder, glob or one of {', '.join(CORPORA)}"
+                )
+        text = _read_files(files)
+    if not text:
+        raise ValueError(f"the corpus {source!r} is empty")
+    return text
+
+
+def split_tokens(tokens: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``1 - val_fraction`` of the tokens for training, the rest for validation."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = int(len(tokens) * (1.0 - val_fraction))
+    return tokens[:n], tokens[n:]
+
+
+def random_windows(
+    tokens: torch.Tensor, shape: tuple[int, ...], block_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets of random windows of ``tokens``.
+
+    Returns:
+        ``(x, y)``, each ``shape + (block_size,)``; ``y`` is ``x`` shifted by one token.
+    """
+    starts = torch.randint(
+        len(tokens) - block_size, shape, generator=generator, device=generator.device
+    )
+    idx = starts[..., None] + torch.arange(block_size + 1, device=tokens.device)  # (..., T + 1)
+    window = tokens[idx]
+    return window[..., :-1], window[..., 1:]
+
+
+class TokenBatches:
+    """Batches of random windows of one token tensor, a pure function of ``(seed, step)``.
+
+    Args:
+        tokens: ``(N,)`` token ids.
+        block_size: window length T.
+        batch_size: windows per micro-batch B.
+        seed: seed of the window positions.
+        device: where the tokens and batches live.
+        accum: micro-batches per step A (gradient accumulation).
+    """
+
+    def __init__(
+        self,
+        tokens: torch.Tensor,
+        block_size: int,
+        batch_size: int,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        accum: int = 1,
+    ):
+        if len(tokens) <= block_size:
+            raise ValueError(
+                f"the text has {len(tokens)} tokens; it needs more than block_size={block_size}"
+            )
+        self.device = torch.device(device)
+        self.tokens = tokens.to(self.device)
+        self.block_size, self.batch_size, self.seed, self.accum = (
+            block_size,
+            batch_size,
+            seed,
+            accum,
+        )
+
+    def __len__(self) -> int:
+        """Steps per epoch: steps that together see about as many tokens as the text has."""
+        return max(1, len(self.tokens) // (self.accum * self.batch_size * self.block_size))
+
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of global ``step``: ``(x, y)``, each ``(A, B, T)`` token ids."""
+        generator = torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + step)
+        return random_windows(
+            self.tokens, (self.accum, self.batch_size), self.block_size, generator
+        )

@@ -1,0 +1,491 @@
+"""A GPT-2-style decoder-only Transformer language model with a KV-cached sampler.
+
+Layout (GPT-2): token + learned position embeddings, ``n_layer`` pre-LayerNorm blocks of causal
+self-attention and a 4x GELU MLP, a final LayerNorm, and an output head tied to the token
+embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weights map one to one
+(:meth:`GPT.from_huggingface`, :meth:`GPT.to_huggingface`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
+_HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+@dataclass
+class GPTConfig:
+    """Size of a GPT.
+
+    Attributes:
+        vocab_size: number of token ids.
+        block_size: the context length (number of learned positions).
+        n_layer: Transformer blocks.
+        n_head: attention heads per block; must divide ``n_embd``.
+        n_embd: width of the residual stream.
+        dropout: dropout on embeddings, attention weights and residual branches, in [0, 1).
+        bias: biases in the Linear layers and LayerNorms (GPT-2 has them).
+    """
+
+    vocab_size: int = 65
+    block_size: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class KVCache:
+    """Keys and values of every layer for the positions already processed.
+
+    Buffers are allocated once at ``block_size``; ``length`` positions are filled.
+    """
+
+    def __init__(self, config: GPTConfig, batch: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.length = 0
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        """Attend causally; with ``cache``, ``x`` continues the cached positions.
+
+        Args:
+            x: ``(B, T, C)`` hidden states of T new positions.
+            cache: keys/values of the earlier positions; this call appends the new ones.
+            layer: index of this block in the cache.
+        """
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        mask, causal = None, True
+        if cache is not None:
+            start = cache.length
+            end = start + T
+            cache.k[layer][:, :, start:end] = k
+            cache.v[layer][:, :, start:end] = v
+            k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, H, end, hd)
+            if start > 0:  # new queries see every cached key and the new keys up to themselves
+                causal = False
+                if T > 1:
+                    mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(start)
+        dropout = self.dropout if self.training else 0.0
+        if q.dtype == torch.bfloat16 and x.device.type == "cpu":
+            # The CPU flash-attention backward is ~5x slower in bf16 than in fp32 (torch 2.14,
+            # benchmarks/lm.py): attend in fp32 there, keep the matmuls around it in bf16.
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), mask, dropout, is_causal=causal
+                ).to(q.dtype)  # (B, H, T, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """The 4x feed-forward block with GPT-2's tanh-approximated GELU."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """A pre-LayerNorm Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Set every logit below the k-th largest of its row to ``-inf`` (ties with it stay).
+
+    Args:
+        logits: ``(B, V)``.
+        k: tokens to keep per row, >= 1; values above V keep everything.
+    """
+    k = min(k, logits.shape[-1])
+    kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability sums to >= p.
+
+    A token is dropped when the tokens ranked above it already hold probability >= p; the most
+    likely token is always kept.
+
+    Args:
+        logits: ``(B, V)``.
+        p: the nucleus mass, in (0, 1].
+    """
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # (B, V) probability of the better-ranked tokens
+    drop_sorted = mass_before >= p
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def _check_sampling(
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
+) -> None:
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+class GPT(nn.Module):
+    """A GPT-2-style causal language model.
+
+    Args:
+        config: the model size.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                "drop": nn.Dropout(config.dropout),
+                "h": nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+            }
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 n_layer), one per residual addition.
+        std = 0.02 / math.sqrt(2 * config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; the position embedding is left out by default (as in GPT-2)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def _hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        x = self.transformer.drop(
+            self.transformer.wte(idx) + self.transformer.wpe(pos)
+        )  # (B, T, C)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.length += T
+        return self.transformer.ln_f(x)  # (B, T, C)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits at every position, and the loss when ``targets`` are given.
+
+        Args:
+            idx: ``(B, T)`` token ids, T <= block_size.
+            targets: ``(B, T)`` the next token at each position (-1 = ignore).
+
+        Returns:
+            ``(logits, loss)``: logits ``(B, T, vocab_size)``; loss is the mean cross-entropy in
+            nats per token, or ``None`` without targets.
+        """
+        logits = self.lm_head(self._hidden(idx))  # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
+        )
+        return logits, loss
+
+    def _next_logits(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        return self.lm_head(self._hidden(idx, cache)[:, -1])  # (B, V)
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop: int | Iterable[int] | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        window_shift: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield new tokens one step at a time; see :meth:`generate` for the arguments.
+
+        Yields:
+            ``(B,)`` the token of each row at this step.
+        """
+        _check_sampling(max_new_tokens, temperature, top_k, top_p)
+        block = self.config.block_size
+        shift = window_shift if window_shift is not None else max(1, block // 4)
+        if not 1 <= shift <= block:
+            raise ValueError(f"window_shift must be in [1, block_size={block}], got {shift}")
+        if idx.dim() != 2 or idx.shape[1] == 0:
+            raise ValueError(
+                f"idx must be (B, T) token ids with T >= 1, got shape {tuple(idx.shape)}"
+            )
+        stops = torch.tensor(
+            [stop] if isinstance(stop, int) else list(stop or ()), device=idx.device
+        )
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        # The window policy: the context is at most the last block_size tokens; when it is
+        # full, its oldest `shift` tokens are dropped. The cache holds exactly the window, so
+        # with learned absolute positions it is rebuilt once per slide, not at every token.
+        window = idx[:, -block:]  # (B, T)
+        cache = self._new_cache(window) if use_cache else None
+        logits = self._next_logits(window, cache)  # (B, V)
+        for i in range(max_new_tokens):
+            token = self._sample(logits, temperature, top_k, top_p, generator)  # (B,)
+            if stops.numel():
+                token = torch.where(done, stops[0], token)
+                done = done | torch.isin(token, stops)
+            yield token
+            if i == max_new_tokens - 1 or (stops.numel() and bool(done.all())):
+                return
+            window = torch.cat([window, token[:, None]], dim=1)  # (B, T + 1)
+            if window.shape[1] > block:
+                window = window[:, shift:]
+                if cache is not None:
+                    cache = self._new_cache(window)
+                    logits = self._next_logits(window, cache)
+                    continue
+            if cache is None:
+                logits = self._next_logits(window, None)
+            else:
+                logits = self._next_logits(token[:, None], cache)
+
+    def _new_cache(self, idx: torch.Tensor) -> KVCache:
+        dtype = self.transformer.wte.weight.dtype
+        if torch.is_autocast_enabled(idx.device.type):
+            dtype = torch.get_autocast_dtype(idx.device.type)
+        return KVCache(self.config, idx.shape[0], idx.device, dtype)
+
+    @staticmethod
+    def _sample(
+        logits: torch.Tensor,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        logits = logits.float()
+        if temperature == 0:
+            return logits.argmax(dim=-1)
+        logits = logits / temperature
+        if top_k is not None:
+            logits = top_k_filter(logits, top_k)
+        if top_p is not None and top_p < 1.0:
+            logits = top_p_filter(logits, top_p)
+        probs = logits.softmax(dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop: int | Iterable[int] | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        window_shift: int | None = None,
+    ) -> torch.Tensor:
+        """Sample a continuation of ``idx`` token by token.
+
+        A prompt longer than ``block_size`` is cropped to its last ``block_size`` tokens. Past
+        ``block_size`` the context window slides: when it is full, its oldest ``window_shift``
+        tokens are dropped. With the KV cache (default) the cache is rebuilt at each slide; the
+        tokens equal those of ``use_cache=False``, which recomputes the same window every step.
+
+        Args:
+            idx: ``(B, T)`` prompt token ids, T >= 1.
+            max_new_tokens: tokens to add, >= 0.
+            temperature: divides the logits; 0 means greedy (argmax).
+            top_k: keep only the k most likely tokens.
+            top_p: keep the smallest set of most likely tokens with probability >= top_p.
+            stop: a token id (or ids); a row that emits one keeps emitting the first stop id,
+                and generation ends once every row has stopped.
+            generator: the random source of sampling.
+            use_cache: use the KV cache (False recomputes the context every step).
+            window_shift: tokens dropped when the window slides, in [1, block_size];
+                default ``block_size // 4``.
+
+        Returns:
+            ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
+        """
+        tokens = list(
+            self.stream(
+                idx,
+                max_new_tokens,
+                temperature,
+                top_k,
+                top_p,
+                stop,
+                generator,
+                use_cache,
+                window_shift,
+            )
+        )
+        return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1) if tokens else idx.clone()
+
+    @classmethod
+    def from_huggingface(cls, model_or_dir: Any) -> GPT:
+        """A GPT with the weights of a ``transformers.GPT2LMHeadModel`` (or a local folder of one).
+
+        Loading from a folder never downloads (``local_files_only``). If the folder holds a
+        ``tokenizer.json``, it is attached as ``model.tokenizer``.
+        """
+        from transformers import GPT2LMHeadModel
+
+        tokenizer = None
+        if isinstance(model_or_dir, (str, Path)):
+            path = Path(model_or_dir)
+            if not path.is_dir():
+                raise ValueError(f"{str(path)!r} is not a folder with a GPT-2 model")
+            if (path / "tokenizer.json").is_file():
+                from genai.data.text import BPETokenizer
+
+                tokenizer = BPETokenizer.from_file(path / "tokenizer.json")
+            model_or_dir = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
+        hf = model_or_dir
+        c = hf.config
+        if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise ValueError(f"unsupported GPT-2 activation {c.activation_function!r}")
+        if not c.scale_attn_weights or c.scale_attn_by_inverse_layer_idx:
+            raise ValueError(
+                "only GPT-2's standard 1/sqrt(head_dim) attention scaling is supported"
+            )
+        config = GPTConfig(
+            vocab_size=c.vocab_size,
+            block_size=c.n_positions,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            n_embd=c.n_embd,
+            dropout=c.resid_pdrop,
+            bias=True,
+        )
+        model = cls(config)
+        hf_state = hf.state_dict()
+        state = {}
+        for name in model.state_dict():
+            tensor = hf_state[name]
+            state[name] = tensor.t() if name.endswith(_HF_CONV1D) else tensor
+        model.load_state_dict(state)
+        if tokenizer is not None:
+            model.tokenizer = tokenizer
+        return model.to(next(hf.parameters()).device).eval()
+
+    def to_huggingface(self) -> Any:
+        """This model as a ``transformers.GPT2LMHeadModel`` with equal logits.
+
+        Without biases (``bias=False``) the Hugging Face model gets zero biases.
+        """
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        c = self.config
+        hf_config = GPT2Config(
+            vocab_size=c.vocab_size,
+            n_positions=c.block_size,
+            n_embd=c.n_embd,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            resid_pdrop=c.dropout,
+            embd_pdrop=c.dropout,
+            attn_pdrop=c.dropout,
+            activation_function="gelu_new",
+            layer_norm_epsilon=1e-5,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+        hf = GPT2LMHeadModel(hf_config)
+        ours = self.state_dict()
+        state = {}
+        for name, tensor in hf.state_dict().items():
+            if name in ours:
+                value = ours[name]
+                state[name] = value.t() if name.endswith(_HF_CONV1D) else value
+            elif name.endswith(".bias") and name.removesuffix(".bias") + ".weight" in ours:
+                state[name] = torch.zeros_like(tensor)  # bias=False: HF's biases are zero
+            else:
+                state[name] = tensor  # buffers such as the causal mask
+        hf.load_state_dict(state)
+        return hf.to(self.lm_head.weight.device).eval()

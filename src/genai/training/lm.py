@@ -1,0 +1,279 @@
+"""The language model's training loop: next-token cross-entropy with AdamW, on the engine."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genai import checkpoint
+from genai.data.text import TokenBatches, Tokenizer, decode_stream, random_windows, split_tokens
+from genai.models.gpt import GPT
+from genai.training.engine import (
+    TrainConfig,
+    Trainer,
+    decay_groups,
+    fit,
+    make_adamw,
+    maybe_compile,
+)
+
+
+@dataclass
+class LMTrainConfig(TrainConfig):
+    """Training of a GPT. Adds to :class:`TrainConfig` (whose defaults it changes to nanoGPT's):
+
+    Attributes:
+        grad_accum: micro-batches of ``batch_size`` windows per optimizer step.
+        beta1, beta2: AdamW's moment decays.
+        val_fraction: the tail of the text held out for validation, in [0, 1).
+        eval_batches: batches of ``batch_size`` windows per validation loss.
+        sample_tokens: tokens of the text sample written at each sample step.
+        sample_prompt: the sample's prompt ("" starts from token 0).
+        sample_temperature: the sample's temperature.
+    """
+
+    out_dir: str = "runs/gpt"
+    epochs: int | None = None
+    max_steps: int | None = 5000
+    batch_size: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    lr_schedule: str = "cosine"
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    sample_every: int = 250
+    grad_accum: int = 1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    val_fraction: float = 0.1
+    eval_batches: int = 20
+    sample_tokens: int = 200
+    sample_prompt: str = ""
+    sample_temperature: float = 0.8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("grad_accum", "eval_batches"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.sample_tokens < 0:
+            raise ValueError(f"sample_tokens must be >= 0, got {self.sample_tokens}")
+        if self.sample_temperature < 0:
+            raise ValueError(f"sample_temperature must be >= 0, got {self.sample_temperature}")
+
+
+@torch.no_grad()
+def evaluate_lm(
+    model: GPT, tokens: torch.Tensor, batches: int, batch_size: int, seed: int = 0
+) -> dict[str, float]:
+    """Mean next-token loss (nats) and perplexity over ``batches`` seeded random windows."""
+    generator = torch.Generator(tokens.device).manual_seed(seed)
+    x, y = random_windows(tokens, (batches, batch_size), model.config.block_size, generator)
+    total = torch.zeros((), device=tokens.device)
+    for i in range(batches):
+        total += model(x[i], y[i])[1]
+    loss = total.item() / batches
+    return {"loss": loss, "ppl": math.exp(loss)}
+
+
+class LMTask:
+    """The language-model loop for :func:`genai.training.engine.fit`."""
+
+    kind = "gpt"
+
+    def __init__(
+        self,
+        model: GPT,
+        tokens: torch.Tensor,
+        tokenizer: Tokenizer,
+        config: LMTrainConfig,
+        source: str,
+    ):
+        self.model, self.tokenizer, self.config, self.source = model, tokenizer, config, source
+        self.train_tokens, self.val_tokens = split_tokens(tokens, config.val_fraction)
+        block = model.config.block_size
+        if config.val_fraction > 0 and len(self.val_tokens) <= block:
+            raise ValueError(
+                f"the validation split has {len(self.val_tokens)} tokens; it needs more than "
+                f"block_size={block} (use a longer text or a larger val_fraction)"
+            )
+
+    def setup(self, device: torch.device) -> TokenBatches:
+        c = self.config
+        self.device = device
+        self.model.to(device)
+        self.forward = maybe_compile(self.model, c)
+        self.val_tokens = self.val_tokens.to(device)
+        block = self.model.config.block_size
+        return TokenBatches(self.train_tokens, block, c.batch_size, c.seed, device, c.grad_accum)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        groups = decay_groups(self.model, c.weight_decay)
+        return {"gpt": make_adamw(groups, c.lr, self.device, betas=(c.beta1, c.beta2))}
+
+    def train_step(self, batch, step: int, trainer: Trainer) -> dict[str, torch.Tensor]:
+        x, y = batch  # (A, B, T) each
+        total = torch.zeros((), device=x.device)
+        for a in range(x.shape[0]):
+            with trainer.autocast():
+                _, loss = self.forward(x[a], y[a])
+            trainer.backward(loss / x.shape[0], "gpt")
+            total += loss.detach()
+        trainer.step("gpt")
+        return {"loss": total / x.shape[0]}
+
+    def evaluate(self) -> dict[str, float]:
+        if self.config.val_fraction == 0:
+            return {}
+        c = self.config
+        return evaluate_lm(self.model, self.val_tokens, c.eval_batches, c.batch_size, c.seed)
+
+    def write_samples(self, stem: Path) -> Path | None:
+        c = self.config
+        if c.sample_tokens == 0:
+            return None
+        generator = torch.Generator(self.device).manual_seed(c.seed)
+        text = generate_text(
+            self.model,
+            c.sample_prompt,
+            c.sample_tokens,
+            temperature=c.sample_temperature,
+            top_p=None,
+            generator=generator,
+            tokenizer=self.tokenizer,
+        )
+        path = stem.with_suffix(".txt")
+        checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        return path
+
+    def checkpoint_extra(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_dict(), "data": {"source": self.source}}
+
+
+def train_lm(
+    model: GPT,
+    text: str | torch.Tensor,
+    tokenizer: Tokenizer,
+    config: LMTrainConfig | None = None,
+    source: str = "text",
+) -> dict:
+    """Train ``model`` on ``text`` (a string, or its ``(N,)`` token ids) in place.
+
+    Writes the run directory ``config.out_dir`` (with the tokenizer, so :func:`genai.load` returns
+    a model that can :func:`generate_text`) and returns :func:`fit`'s summary. The model keeps
+    the tokenizer as ``model.tokenizer``.
+
+    Raises:
+        ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
+    """
+    config = config or LMTrainConfig()
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+            f"{model.config.vocab_size}"
+        )
+    tokens = text if isinstance(text, torch.Tensor) else torch.tensor(tokenizer.encode(text))
+    if len(tokens) == 0:
+        raise ValueError("the training text is empty")
+    model.tokenizer = tokenizer
+    return fit(LMTask(model, tokens.long(), tokenizer, config, source), config)
+
+
+def _model_and_tokenizer(
+    run_dir_or_model: str | Path | GPT, tokenizer: Tokenizer | None, device: str
+) -> tuple[GPT, Tokenizer]:
+    model = (
+        run_dir_or_model
+        if isinstance(run_dir_or_model, torch.nn.Module)
+        else checkpoint.load(run_dir_or_model, device)
+    )
+    tokenizer = tokenizer or getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("the model has no tokenizer; pass tokenizer=...")
+    return model, tokenizer
+
+
+def stream_text(
+    run_dir_or_model: str | Path | GPT,
+    prompt: str,
+    max_new_tokens: int = 100,
+    temperature: float = 0.9,
+    top_k: int | None = None,
+    top_p: float | None = 0.9,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    tokenizer: Tokenizer | None = None,
+    device: str = "auto",
+) -> Iterator[str]:
+    """Yield the continuation of ``prompt`` piece by piece as it is generated.
+
+    Arguments as in :func:`generate_text`.
+    """
+    model, tokenizer = _model_and_tokenizer(run_dir_or_model, tokenizer, device)
+    model_device = next(model.parameters()).device
+    ids = tokenizer.encode(prompt) if prompt else [0]
+    idx = torch.tensor([ids], dtype=torch.long, device=model_device)  # (1, T)
+    if generator is None and seed is not None:
+        generator = torch.Generator(model_device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        tokens = model.stream(idx, max_new_tokens, temperature, top_k, top_p, generator=generator)
+        yield from decode_stream(tokenizer, (int(t[0]) for t in tokens))
+    finally:
+        model.train(was_training)
+
+
+def generate_text(
+    run_dir_or_model: str | Path | GPT,
+    prompt: str,
+    max_new_tokens: int = 100,
+    temperature: float = 0.9,
+    top_k: int | None = None,
+    top_p: float | None = 0.9,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    tokenizer: Tokenizer | None = None,
+    device: str = "auto",
+) -> str:
+    """The prompt followed by ``max_new_tokens`` sampled tokens, as text.
+
+    Args:
+        run_dir_or_model: a run directory (loaded with :func:`genai.load`) or a :class:`GPT`.
+        prompt: the text to continue ("" starts from token 0).
+        max_new_tokens: tokens to generate, >= 0.
+        temperature: 0 is greedy.
+        top_k: keep only the k most likely tokens.
+        top_p: nucleus sampling mass in (0, 1]; None or 1 disables it.
+        seed: seed of the sampling (ignored when ``generator`` is given).
+        generator: the random source of sampling.
+        tokenizer: overrides ``model.tokenizer``.
+        device: where a run directory's model is loaded.
+
+    Raises:
+        ValueError: bad sampling arguments, or a prompt the tokenizer cannot encode.
+    """
+    pieces = stream_text(
+        run_dir_or_model,
+        prompt,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        generator,
+        tokenizer,
+        device,
+    )
+    return prompt + "".join(pieces)
