@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from genai.models.gan import GAN, GANConfig
 from genai.models.vae import VAE, VAEConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "vae": (VAEConfig, VAE),
+    "gan": (GANConfig, GAN),
 }
 
 
@@ -19,4 +21,4 @@ def get_model(name: str, **config) -> nn.Module:
     return model_cls(config_cls(**config))
 
 
-__all__ = ["MODELS", "VAE", "VAEConfig", "get_model"]
+__all__ = ["GAN", "MODELS", "VAE", "GANConfig", "VAEConfig", "get_model"]
