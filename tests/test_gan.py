@@ -118,11 +118,24 @@ def test_conditional_sampling_follows_the_requested_labels():
 
 
 def test_projection_discriminator_is_linear_plus_label_projection():
-    d = Discriminator(GANConfig(num_classes=4, **TINY))
+    d = Discriminator(GANConfig(num_classes=4, minibatch_std=False, **TINY))
     x, y = torch.randn(3, 1, 28, 28), torch.tensor([0, 3, 1])
     phi = d.features(x)
     expected = phi @ d.out.weight[0] + d.out.bias + (d.embed.weight[y] * phi).sum(1)
     torch.testing.assert_close(d(x, y), expected)
+
+
+def test_minibatch_std_lets_d_see_a_batch_without_variety():
+    d = Discriminator(GANConfig(**TINY)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    phi = d.features(x)
+    spread = phi.std(dim=0, correction=0).mean()
+    expected = phi @ d.out.weight[0, :-1] + d.out.bias + d.out.weight[0, -1] * spread
+    torch.testing.assert_close(d(x), expected)
+    collapsed = x[:1].expand(4, -1, -1, -1)  # four copies of one image: spread 0
+    one = d(x[:1]).expand(4)
+    torch.testing.assert_close(d(collapsed), one)
+    assert not torch.allclose(d(x)[:1], one)  # the same image scores differently in a varied batch
 
 
 def test_spectral_norm_bounds_discriminator_weights():
@@ -394,3 +407,16 @@ def test_example_writes_both_grids(tmp_path):
     w, h = Image.open(paths[1]).size
     assert (w, h) == (10 * 30 + 2, 10 * 30 + 2)  # 10x10 digits, 2-pixel padding
     assert math.isclose(Image.open(paths[0]).size[0], 8 * 30 + 2)
+
+
+def test_cli_eval_of_a_vae_run_reports_its_fid(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENAI_CACHE", str(tmp_path / "cache"))
+    root, run = write_mnist(tmp_path / "mnist"), tmp_path / "vae"
+    args = ["train", "vae", "--root", str(root), "--out-dir", str(run), "--max-steps", "2"]
+    assert main([*args, "--batch-size", "16", "--device", "cpu", "--no-progress"]) == 0
+    capsys.readouterr()
+    ev = ["eval", str(run), "--root", str(root), "--samples", "20", "--classifier-steps", "5"]
+    assert main([*ev, "--k", "2", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip())
+    assert result["kind"] == "vae" and result["fid"] > 0 and "elbo" in result
+    assert "conditional_accuracy" not in result

@@ -44,6 +44,11 @@ class GANConfig:
             many) or the first hidden layer (mlp; the second has twice as many).
         d_width: D's base width, mirrored the same way.
         spectral_norm: spectral normalization of every weight in D (Miyato et al. 2018).
+        d_dropout: dropout after each hidden layer of D, which slows D's memorising of a small
+            training set.
+        minibatch_std: give D the standard deviation of its features across the batch as one
+            more feature (Karras et al. 2018), so that it can see a batch lacking variety and
+            G cannot collapse to one image per class.
     """
 
     latent_dim: int = 64
@@ -52,6 +57,8 @@ class GANConfig:
     g_width: int = 64
     d_width: int = 64
     spectral_norm: bool = False
+    d_dropout: float = 0.0
+    minibatch_std: bool = True
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "g_width", "d_width"):
@@ -59,6 +66,8 @@ class GANConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if not 0.0 <= self.d_dropout < 1.0:
+            raise ValueError(f"d_dropout must be in [0, 1), got {self.d_dropout}")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 or None, got {self.num_classes}")
 
@@ -129,8 +138,10 @@ class Discriminator(nn.Module):
             self.features = nn.Sequential(
                 sn(nn.Conv2d(1, w, 4, 2, 1)),  # (B, w, 14, 14)
                 nn.LeakyReLU(0.2),
+                nn.Dropout(c.d_dropout),
                 sn(nn.Conv2d(w, 2 * w, 4, 2, 1)),  # (B, 2w, 7, 7)
                 nn.LeakyReLU(0.2),
+                nn.Dropout(c.d_dropout),
                 nn.Flatten(),
             )
             n_features = 2 * w * 49
@@ -139,15 +150,22 @@ class Discriminator(nn.Module):
                 nn.Flatten(),
                 sn(nn.Linear(PIXELS, 2 * w)),
                 nn.LeakyReLU(0.2),
+                nn.Dropout(c.d_dropout),
                 sn(nn.Linear(2 * w, w)),
                 nn.LeakyReLU(0.2),
+                nn.Dropout(c.d_dropout),
             )
             n_features = w
+        self.minibatch_std = c.minibatch_std
+        n_features += int(c.minibatch_std)
         self.out = sn(nn.Linear(n_features, 1))
         self.embed = sn(nn.Embedding(c.num_classes, n_features)) if c.num_classes else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.features(x)  # (B, F)
+        if self.minibatch_std:
+            spread = phi.std(dim=0, correction=0).mean()  # how much the batch varies
+            phi = torch.cat([phi, spread.expand(phi.shape[0], 1)], dim=1)  # (B, F + 1)
         logits = self.out(phi).squeeze(1)  # (B,)
         if self.embed is not None:
             logits = logits + (self.embed(labels) * phi).sum(dim=1)  # the projection term
