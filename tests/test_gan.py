@@ -109,6 +109,9 @@ def test_shapes_and_sample_range(arch, num_classes):
 
 def test_conditional_sampling_follows_the_requested_labels():
     gan = GAN(GANConfig(num_classes=10, **TINY)).eval()
+    with torch.no_grad():  # class gains and biases start equal; make the classes differ
+        for p in gan.ema.parameters():
+            p.add_(0.5 * torch.randn_like(p))
     labels = torch.tensor([7, 7, 3])
     a = gan.sample(3, labels=labels, generator=torch.Generator().manual_seed(1))
     b = gan.sample(3, labels=torch.tensor([7, 7, 4]), generator=torch.Generator().manual_seed(1))
@@ -126,7 +129,7 @@ def test_projection_discriminator_is_linear_plus_label_projection():
 
 
 def test_minibatch_std_lets_d_see_a_batch_without_variety():
-    d = Discriminator(GANConfig(**TINY)).eval()
+    d = Discriminator(GANConfig(minibatch_std=True, **TINY)).eval()
     x = torch.randn(4, 1, 28, 28)
     phi = d.features(x)
     spread = phi.std(dim=0, correction=0).mean()
@@ -154,9 +157,20 @@ def test_seeded_sampling_is_reproducible():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_generator_is_a_module_of_its_config():
-    g = Generator(GANConfig(num_classes=3, **TINY))
-    assert g.embed.weight.shape == (3, 8)
+def test_conditional_batchnorm_applies_the_gain_and_bias_of_each_label():
+    g = Generator(GANConfig(num_classes=3, **TINY)).train()
+    norm = g.norm1
+    with torch.no_grad():
+        norm.gain.weight.copy_(torch.randn(3, 16))
+        norm.bias.weight.copy_(torch.randn(3, 16))
+    h, y = torch.randn(6, 16, 7, 7), torch.tensor([0, 1, 2, 2, 1, 0])
+    mean, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
+    normed = (h - mean) / torch.sqrt(var + norm.norm.eps)
+    expected = (
+        normed * norm.gain.weight[y][:, :, None, None] + norm.bias.weight[y][:, :, None, None]
+    )
+    torch.testing.assert_close(norm(h, y), expected)
+    assert Generator(GANConfig(**TINY)).norm1.gain is None  # unconditional: plain BatchNorm
 
 
 # ---- the D step and the G step --------------------------------------------------------------
@@ -249,7 +263,7 @@ def test_ema_batchnorm_statistics_belong_to_the_ema_weights(tmp_path):
     assert same(snapshot(gan.ema), snapshot(gan.generator))
     z = torch.randn(6, 8)
     torch.testing.assert_close(gan.ema(z), gan.generator.eval()(z))
-    assert gan.ema.net[2].running_mean.abs().sum() > 0  # not the initial statistics
+    assert gan.ema.norm1.norm.running_mean.abs().sum() > 0  # not the initial statistics
 
 
 def test_ema_stays_in_eval_mode_and_sampling_does_not_move_its_statistics():

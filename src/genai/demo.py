@@ -11,16 +11,19 @@ from pathlib import Path
 
 import torch
 
-from genai.data.images import load_images, to_float
+from genai.data.images import ImageDataset, load_images, to_float
+from genai.models.gan import GAN, GANConfig
 from genai.models.vae import VAE, VAEConfig
 from genai.plots import save_grid
+from genai.training.gan import GANTrainConfig, train_gan
 from genai.training.vae import VAETrainConfig, train_vae
 
 log = logging.getLogger(__name__)
 
 
 def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[Path]:
-    """Train the demo VAE into ``out/vae`` and write its sample, reconstruction and completion grids."""
+    """Train the demo VAE into ``out/vae`` and write its sample, reconstruction and completion
+    grids; then train a class-conditional GAN into ``out/gan`` and write ``digits.png``."""
     train = load_images("mnist", "train")
     vae = VAE(VAEConfig())
     config = VAETrainConfig(
@@ -36,7 +39,28 @@ def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[P
         checkpoint_every=0,
     )
     train_vae(vae, train, config)
-    return write_vae_grids(vae, train.images[:32], out / "vae")
+    paths = write_vae_grids(vae, train.images[:32], out / "vae")
+    return [*paths, demo_gan(train, out / "gan", overwrite, device)]
+
+
+def demo_gan(
+    train: ImageDataset, out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500
+) -> Path:
+    """Train a conditional GAN for ``steps`` steps into ``out``; write ``out/digits.png``
+    (10x10, row k holding digit k)."""
+    gan = GAN(GANConfig(num_classes=10))
+    config = GANTrainConfig(
+        out_dir=str(out),
+        epochs=None,
+        max_steps=steps,
+        device=device,
+        overwrite=overwrite,
+        checkpoint_every=0,
+    )
+    train_gan(gan, train, config)
+    gen = torch.Generator(next(gan.parameters()).device).manual_seed(0)
+    labels = torch.arange(10, device=gen.device).repeat_interleave(10)
+    return save_grid(gan.sample(100, labels=labels, generator=gen), out / "digits.png", nrow=10)
 
 
 def write_vae_grids(vae: VAE, images: torch.Tensor, out: Path, seed: int = 0) -> list[Path]:
