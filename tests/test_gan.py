@@ -157,20 +157,12 @@ def test_seeded_sampling_is_reproducible():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_conditional_batchnorm_applies_the_gain_and_bias_of_each_label():
-    g = Generator(GANConfig(num_classes=3, **TINY)).train()
-    norm = g.norm1
-    with torch.no_grad():
-        norm.gain.weight.copy_(torch.randn(3, 16))
-        norm.bias.weight.copy_(torch.randn(3, 16))
-    h, y = torch.randn(6, 16, 7, 7), torch.tensor([0, 1, 2, 2, 1, 0])
-    mean, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
-    normed = (h - mean) / torch.sqrt(var + norm.norm.eps)
-    expected = (
-        normed * norm.gain.weight[y][:, :, None, None] + norm.bias.weight[y][:, :, None, None]
-    )
-    torch.testing.assert_close(norm(h, y), expected)
-    assert Generator(GANConfig(**TINY)).norm1.gain is None  # unconditional: plain BatchNorm
+def test_generator_takes_a_label_embedding_next_to_z():
+    g = Generator(GANConfig(num_classes=3, **TINY)).eval()
+    assert g.embed.weight.shape == (3, 8) and g.net[0].in_features == 16
+    z = torch.randn(2, 8)
+    expected = torch.tanh(g.net(torch.cat([z, g.embed.weight[[2, 0]]], dim=1)))
+    torch.testing.assert_close(g(z, torch.tensor([2, 0])), expected)
 
 
 # ---- the D step and the G step --------------------------------------------------------------
@@ -263,7 +255,7 @@ def test_ema_batchnorm_statistics_belong_to_the_ema_weights(tmp_path):
     assert same(snapshot(gan.ema), snapshot(gan.generator))
     z = torch.randn(6, 8)
     torch.testing.assert_close(gan.ema(z), gan.generator.eval()(z))
-    assert gan.ema.norm1.norm.running_mean.abs().sum() > 0  # not the initial statistics
+    assert gan.ema.net[2].running_mean.abs().sum() > 0  # not the initial statistics
 
 
 def test_ema_stays_in_eval_mode_and_sampling_does_not_move_its_statistics():
