@@ -11,27 +11,32 @@ from genai.data import (  # noqa: E402
     load_text,
 )
 from genai.device import resolve_device  # noqa: E402
-from genai.models import GPT, VAE, GPTConfig, VAEConfig, get_model  # noqa: E402
+from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model  # noqa: E402
 from genai.training import (  # noqa: E402
+    GANTrainConfig,
     LMTrainConfig,
     NonFiniteLossError,
     TrainConfig,
     VAETrainConfig,
     generate_text,
     stream_text,
+    train_gan,
     train_lm,
     train_vae,
 )
 
 __all__ = [
+    "GAN",
     "GPT",
     "VAE",
     "BPETokenizer",
     "ByteTokenizer",
     "CharTokenizer",
+    "CheckpointError",
+    "GANConfig",
+    "GANTrainConfig",
     "GPTConfig",
     "LMTrainConfig",
-    "CheckpointError",
     "NonFiniteLossError",
     "TrainConfig",
     "VAEConfig",
@@ -44,6 +49,7 @@ __all__ = [
     "load_text",
     "resolve_device",
     "stream_text",
+    "train_gan",
     "train_lm",
     "train_vae",
 ]

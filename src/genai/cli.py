@@ -144,6 +144,13 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
     return train_lm(model, text, tokenizer, config, source=source)
 
 
+def _run_gan(model, config, args: argparse.Namespace) -> dict:
+    from genai.training.gan import train_gan
+
+    train = load_images(args.dataset, "train", root=args.root, download=args.download)
+    return train_gan(model, train, config)
+
+
 @dataclasses.dataclass
 class TrainKind:
     """How the CLI trains one model kind: its configs, its data flags, and the call to its loop."""
@@ -155,14 +162,17 @@ class TrainKind:
 
 
 def _train_kinds() -> dict[str, TrainKind]:
+    from genai.models.gan import GANConfig
     from genai.models.gpt import GPTConfig
     from genai.models.vae import VAEConfig
+    from genai.training.gan import GANTrainConfig
     from genai.training.lm import LMTrainConfig
     from genai.training.vae import VAETrainConfig
 
     return {
         "vae": TrainKind(VAEConfig, VAETrainConfig, _image_flags, _run_vae),
         "gpt": TrainKind(GPTConfig, LMTrainConfig, _text_flags, _run_gpt),
+        "gan": TrainKind(GANConfig, GANTrainConfig, _image_flags, _run_gan),
     }
 
 
@@ -196,6 +206,8 @@ def _train(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from genai.plots import save_grid
 
+    if args.n <= 0:
+        raise ValueError(f"--n must be > 0, got {args.n}")
     model = checkpoint.load(args.run_dir, args.device)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(args.seed)
@@ -211,6 +223,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from genai.metrics import digit_classifier, evaluate_samples
     from genai.training.vae import eval_images, evaluate_vae
 
     config = checkpoint.load_config(args.run_dir)
@@ -227,8 +240,15 @@ def _eval(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed)
         x = eval_images(test, train_config.get("binarize", False), device)
         result = evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k)
+    elif config["kind"] == "gan":
+        result = {}
     else:
         raise ValueError(f"genai eval does not know model kind {config['kind']!r}")
+    if args.samples < 2:
+        raise ValueError(f"--samples must be >= 2, got {args.samples}")
+    train = load_images(dataset, "train", root=args.root, download=args.download)
+    classifier = digit_classifier(train, steps=args.classifier_steps, device=device)
+    result.update(evaluate_samples(model, classifier, test.images, n=args.samples, seed=args.seed))
     print(
         json.dumps({"run_dir": str(args.run_dir), "kind": config["kind"], "n": len(test), **result})
     )
@@ -297,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE NLL (VAE)")
     ev.add_argument("--n", type=int, default=0, help="evaluate on a seeded subset of n test images")
     ev.add_argument("--batch-size", type=int, default=100)
+    ev.add_argument(
+        "--samples", type=int, default=5000, help="generated images for the classifier FID"
+    )
+    ev.add_argument(
+        "--classifier-steps", type=int, default=800, help="training steps of the metric classifier"
+    )
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
 

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genai.data.images import load_images, split_dataset
+import torch
+
+from genai.data.images import ImageDataset, load_images, split_dataset
+from genai.models.gan import GAN, GANConfig
 from genai.models.vae import VAE, VAEConfig
-from genai.plots import save_vae_figures
+from genai.plots import save_grid, save_vae_figures
+from genai.training.gan import GANTrainConfig, train_gan
 from genai.training.vae import VAETrainConfig, train_vae
 
 
 def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[Path]:
-    """Train the demo VAE into ``out/vae`` and write its sample, reconstruction and completion grids.
+    """Train the demo VAE into ``out/vae`` and a class-conditional GAN into ``out/gan``.
 
-    Trains on 90% of the MNIST training digits and evaluates on the held-out 10%.
+    The VAE trains on 90% of the MNIST training digits and is evaluated on the held-out 10%;
+    it writes sample, reconstruction and completion grids. The GAN writes ``digits.png``.
     """
-    train, held_out = split_dataset(load_images("mnist", "train"), 0.9, seed=0)
+    digits = load_images("mnist", "train")
+    train, held_out = split_dataset(digits, 0.9, seed=0)
     vae = VAE(VAEConfig())
     config = VAETrainConfig(
         out_dir=str(out / "vae"),
@@ -35,4 +41,25 @@ def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[P
         checkpoint_every=0,
     )
     train_vae(vae, train, config, eval_data=held_out)
-    return save_vae_figures(vae, held_out.images[:8], out / "vae")
+    paths = save_vae_figures(vae, held_out.images[:8], out / "vae")
+    return [*paths, demo_gan(digits, out / "gan", overwrite, device)]
+
+
+def demo_gan(
+    train: ImageDataset, out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500
+) -> Path:
+    """Train a conditional GAN for ``steps`` steps into ``out``; write ``out/digits.png``
+    (10x10, row k holding digit k)."""
+    gan = GAN(GANConfig(num_classes=10))
+    config = GANTrainConfig(
+        out_dir=str(out),
+        epochs=None,
+        max_steps=steps,
+        device=device,
+        overwrite=overwrite,
+        checkpoint_every=0,
+    )
+    train_gan(gan, train, config)
+    gen = torch.Generator(next(gan.parameters()).device).manual_seed(0)
+    labels = torch.arange(10, device=gen.device).repeat_interleave(10)
+    return save_grid(gan.sample(100, labels=labels, generator=gen), out / "digits.png", nrow=10)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from genai.models.gan import GAN, GANConfig
 from genai.models.gpt import GPT, GPTConfig
 from genai.models.vae import VAE, VAEConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "vae": (VAEConfig, VAE),
     "gpt": (GPTConfig, GPT),
+    "gan": (GANConfig, GAN),
 }
 
 
@@ -21,4 +23,4 @@ def get_model(name: str, **config) -> nn.Module:
     return model_cls(config_cls(**config))
 
 
-__all__ = ["GPT", "MODELS", "VAE", "GPTConfig", "VAEConfig", "get_model"]
+__all__ = ["GAN", "GPT", "MODELS", "VAE", "GANConfig", "GPTConfig", "VAEConfig", "get_model"]

@@ -1,10 +1,12 @@
 """Training loops on one shared engine."""
 
 from genai.training.engine import NonFiniteLossError, TrainConfig, fit
+from genai.training.gan import GANTrainConfig, train_gan
 from genai.training.lm import LMTrainConfig, generate_text, stream_text, train_lm
 from genai.training.vae import VAETrainConfig, train_vae
 
 __all__ = [
+    "GANTrainConfig",
     "LMTrainConfig",
     "NonFiniteLossError",
     "TrainConfig",
@@ -12,6 +14,7 @@ __all__ = [
     "fit",
     "generate_text",
     "stream_text",
+    "train_gan",
     "train_lm",
     "train_vae",
 ]

@@ -1,0 +1,120 @@
+"""GAN benchmark: training speed and sample quality on MNIST; prints one JSON line.
+
+* ``sec_per_60k_images``: median of ``--repeats`` timed runs of ``--timing-steps`` training steps
+  (default conditional model, default training config), scaled to 60,000 real images.
+* Quality after training with the defaults (``GANConfig(num_classes=10)`` and
+  ``GANTrainConfig()``; plus an unconditional ``GANConfig()`` unless ``--no-unconditional``) on
+  the training split: classifier FID against the official test set, Inception Score, classes
+  covered, label entropy and conditional accuracy.
+* The same FID for real training digits (the floor), for two seeded halves of the test set,
+  and for a default VAE's samples (trained here for ``--vae-steps``, or ``--vae-run``).
+
+Usage: ``flock /tmp/genai-bench.lock python benchmarks/gan.py --root /work/shared/data/mnist``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+import genai
+from genai.metrics import classifier_fid, classifier_probs, digit_classifier, evaluate_samples
+from genai.models.gan import GAN, GANConfig
+from genai.training.gan import GANTrainConfig, train_gan
+from genai.training.vae import VAETrainConfig, train_vae
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="/work/shared/data/mnist", help="MNIST IDX folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timing-steps", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    parser.add_argument("--n", type=int, default=5000, help="samples per FID")
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--vae-run", default=None, help="use this trained VAE run instead")
+    parser.add_argument("--no-unconditional", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    train = genai.load_images("mnist", "train", root=args.root)
+    test = genai.load_images("mnist", "test", root=args.root)
+    classifier = digit_classifier(train, device=args.device)
+    test_acc = float(
+        (classifier_probs(classifier, test.images).argmax(1) == test.labels).float().mean()
+    )
+    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+    half = len(test) // 2
+    tmp = tempfile.mkdtemp(prefix="genai-bench-gan-")
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+
+    times = []
+    for i in range(args.repeats):
+        config = GANTrainConfig(
+            out_dir=f"{tmp}/timing{i}",
+            epochs=None,
+            max_steps=args.timing_steps,
+            progress=False,
+            device=args.device,
+            sample_every=10**9,
+            checkpoint_every=0,
+        )
+        t0 = time.perf_counter()
+        train_gan(GAN(GANConfig(num_classes=10)), train, config)
+        times.append((time.perf_counter() - t0) / (args.timing_steps * config.batch_size) * 60000)
+
+    result = {
+        "benchmark": "gan",
+        "train_images": len(train),
+        "test_images": len(test),
+        "classifier_test_accuracy": round(test_acc, 4),
+        "sec_per_60k_images": round(statistics.median(times), 1),
+        "sec_per_60k_images_runs": [round(t, 1) for t in times],
+        "fid_real_train_vs_test": round(classifier_fid(classifier, train.images, test.images), 3),
+        "fid_test_half_vs_half": round(
+            classifier_fid(classifier, test.images[perm[:half]], test.images[perm[half:]]), 3
+        ),
+    }
+    runs = [("conditional", GANConfig(num_classes=10))]
+    if not args.no_unconditional:
+        runs.append(("unconditional", GANConfig()))
+    for name, model_config in runs:
+        model = GAN(model_config)
+        config = GANTrainConfig(
+            out_dir=f"{tmp}/{name}", progress=False, device=args.device, **epochs
+        )
+        t0 = time.perf_counter()
+        train_gan(model, train, config)
+        result[f"{name}_train_seconds"] = round(time.perf_counter() - t0, 1)
+        scores = evaluate_samples(model.eval(), classifier, test.images, n=args.n)
+        result.update({f"{name}_{k}": round(v, 4) for k, v in scores.items()})
+
+    if args.vae_run:
+        vae = genai.load(args.vae_run, args.device)
+    else:
+        vae = genai.VAE(genai.VAEConfig())
+        vae_config = VAETrainConfig(
+            out_dir=f"{tmp}/vae",
+            epochs=None,
+            max_steps=args.vae_steps,
+            lr=2e-3,
+            lr_schedule="cosine",
+            binarize=True,
+            progress=False,
+            device=args.device,
+        )
+        train_vae(vae, train, vae_config)
+    vae_scores = evaluate_samples(vae.eval(), classifier, test.images, n=args.n)
+    result.update({f"vae_{k}": round(v, 4) for k, v in vae_scores.items()})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

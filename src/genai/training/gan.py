@@ -1,0 +1,182 @@
+"""The GAN's training loop: two optimizers, a D step on detached fakes, then a G step.
+
+Each engine step is one discriminator update; every ``d_steps_per_g_step``-th step is followed by
+one generator update, which reuses that step's fakes (so a batch costs one G forward pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genai.data.images import ImageBatches, ImageDataset, as_dataset
+from genai.models.gan import GAN, LOSSES, d_loss, g_loss
+from genai.plots import save_grid
+from genai.training.engine import TrainConfig, Trainer, fit, maybe_compile
+
+
+@dataclass
+class GANTrainConfig(TrainConfig):
+    """Training of a GAN. Adds to :class:`TrainConfig` (``lr`` is both nets' Adam LR):
+
+    Attributes:
+        betas: Adam's betas for both optimizers (DCGAN's (0.5, 0.999)).
+        loss: ``"non-saturating"`` or ``"hinge"``.
+        d_steps_per_g_step: discriminator updates per generator update (WGAN's n_critic).
+        ema_decay: decay of the generator's moving average; 0 makes the EMA a copy of G.
+        ema_warmup: use ``min(ema_decay, (1 + t) / (10 + t))`` at G update t, so the average
+            does not start from G's random initialization.
+        n_grid: images per row of the fixed-noise sample grid (one row per class when
+            conditional; 64 images in 8 rows when not).
+    """
+
+    out_dir: str = "runs/gan"
+    epochs: int | None = 40
+    batch_size: int = 64
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    loss: str = "non-saturating"
+    d_steps_per_g_step: int = 1
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    n_grid: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.betas = tuple(self.betas)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.d_steps_per_g_step < 1:
+            raise ValueError(f"d_steps_per_g_step must be >= 1, got {self.d_steps_per_g_step}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.n_grid <= 0:
+            raise ValueError(f"n_grid must be > 0, got {self.n_grid}")
+
+
+def ema_decay_at(config: GANTrainConfig, g_updates: int) -> float:
+    """The EMA decay after ``g_updates`` generator updates (with the optional warm-up)."""
+    if not config.ema_warmup:
+        return config.ema_decay
+    return min(config.ema_decay, (1.0 + g_updates) / (10.0 + g_updates))
+
+
+class GANTask:
+    """The GAN loop for :func:`genai.training.engine.fit`."""
+
+    kind = "gan"
+
+    def __init__(self, model: GAN, data: ImageDataset, config: GANTrainConfig):
+        self.model, self.data, self.config = model, data, config
+        k = model.config.num_classes
+        if k is not None and (data.labels.min() < 0 or data.labels.max() >= k):
+            raise ValueError(
+                f"the data's labels span [{int(data.labels.min())}, {int(data.labels.max())}] "
+                f"but the model has num_classes={k}"
+            )
+
+    def setup(self, device: torch.device) -> ImageBatches:
+        self.model.to(device)
+        self.device = device
+        self.G = maybe_compile(self.model.generator, self.config)
+        self.D = maybe_compile(self.model.discriminator, self.config)
+        self.last_g_loss = torch.zeros((), device=device)
+        gen = torch.Generator(device).manual_seed(self.config.seed)
+        k, n = self.model.config.num_classes, self.config.n_grid
+        conditional = k is not None
+        rows = k if conditional else 64 // 8
+        cols = n if conditional else 8
+        self.grid_z = torch.randn(
+            rows * cols, self.model.config.latent_dim, device=device, generator=gen
+        )
+        self.grid_labels = (
+            torch.arange(k, device=device).repeat_interleave(cols) if conditional else None
+        )
+        self.grid_cols = cols
+        c = self.config
+        return ImageBatches(self.data, c.batch_size, c.seed, device)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        fused = self.device.type in ("cpu", "cuda")
+        return {
+            name: torch.optim.Adam(net.parameters(), lr=c.lr, betas=c.betas, fused=fused)
+            for name, net in (("g", self.model.generator), ("d", self.model.discriminator))
+        }
+
+    def d_step(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        fake: torch.Tensor,
+        fake_labels: torch.Tensor | None,
+        trainer: Trainer,
+    ) -> dict[str, torch.Tensor]:
+        """One update of D on real ``x`` and *detached* ``fake`` ``(B, 1, 28, 28)`` in [-1, 1]."""
+        with trainer.autocast():
+            real_logits = self.D(x, labels)  # (B,)
+            fake_logits = self.D(fake.detach(), fake_labels)  # (B,): no gradient reaches G
+            loss = d_loss(real_logits, fake_logits, self.config.loss)
+        trainer.optimize(loss, "d")
+        return {
+            "d_loss": loss.detach(),
+            "d_real": torch.sigmoid(real_logits.detach().float()).mean(),
+            "d_fake": torch.sigmoid(fake_logits.detach().float()).mean(),
+        }
+
+    def g_step(
+        self, fake: torch.Tensor, fake_labels: torch.Tensor | None, trainer: Trainer
+    ) -> torch.Tensor:
+        """One update of G through D on ``fake`` = G(z); D is frozen, so it gets no gradient."""
+        self.model.discriminator.requires_grad_(False)
+        try:
+            with trainer.autocast():
+                loss = g_loss(self.D(fake, fake_labels), self.config.loss)
+            trainer.optimize(loss, "g")
+        finally:
+            self.model.discriminator.requires_grad_(True)
+        return loss.detach()
+
+    def train_step(self, batch, step: int, trainer: Trainer) -> dict[str, torch.Tensor]:
+        x, y = batch
+        x = x * 2.0 - 1.0  # (B, 1, 28, 28) in [-1, 1], the range of G's tanh
+        k = self.model.config.num_classes
+        g_turn = (step + 1) % self.config.d_steps_per_g_step == 0
+        z = torch.randn(x.shape[0], self.model.config.latent_dim, device=x.device)  # (B, Z)
+        fake_labels = torch.randint(k, y.shape, device=x.device) if k is not None else None
+        with torch.set_grad_enabled(g_turn), trainer.autocast():
+            fake = self.G(z, fake_labels)  # (B, 1, 28, 28); the G step reuses it
+        out = self.d_step(x, y if k is not None else None, fake, fake_labels, trainer)
+        if g_turn:
+            self.last_g_loss = self.g_step(fake, fake_labels, trainer)
+            g_updates = (step + 1) // self.config.d_steps_per_g_step - 1
+            self.model.update_ema(ema_decay_at(self.config, g_updates))
+        return {"loss": out["d_loss"] + self.last_g_loss, "g_loss": self.last_g_loss, **out}
+
+    def evaluate(self) -> dict[str, float]:
+        return {}
+
+    def write_samples(self, stem: Path) -> Path:
+        images = (self.model.ema(self.grid_z, self.grid_labels) + 1.0) / 2.0
+        return save_grid(images, stem.with_suffix(".png"), nrow=self.grid_cols)
+
+    def checkpoint_extra(self) -> dict:
+        return {"data": {"dataset": self.data.name, "source": self.data.source}}
+
+
+def train_gan(
+    model: GAN, data: ImageDataset | torch.Tensor, config: GANTrainConfig | None = None
+) -> dict:
+    """Train ``model`` on ``data`` (an :class:`ImageDataset` or uint8 images ``(N, 1, 28, 28)``).
+
+    Writes the run directory ``config.out_dir`` (with a fixed-noise sample grid per epoch, one
+    row per class when conditional) and returns :func:`fit`'s summary; the model is trained in
+    place. ``metrics.jsonl`` logs ``d_loss``, ``g_loss``, ``d_real`` = mean D(x) and ``d_fake``
+    = mean D(G(z)) (as probabilities), and ``loss`` = their sum of losses.
+    """
+    config = config or GANTrainConfig()
+    return fit(GANTask(model, as_dataset(data), config), config)
