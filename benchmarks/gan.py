@@ -9,7 +9,7 @@
 * The same FID for real training digits (the floor), for two seeded halves of the test set,
   and for a default VAE's samples (trained here for ``--vae-steps``, or ``--vae-run``).
 
-Usage: ``flock /tmp/genai-bench.lock python benchmarks/gan.py --root /work/shared/data/mnist``
+Usage: ``python benchmarks/gan.py [--root ../shared/data/mnist] [--no-unconditional]``
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,10 +29,12 @@ from genai.models.gan import GAN, GANConfig
 from genai.training.gan import GANTrainConfig, train_gan
 from genai.training.vae import VAETrainConfig, train_vae
 
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="/work/shared/data/mnist", help="MNIST IDX folder")
+    parser.add_argument("--root", default=str(SHARED_MNIST), help="MNIST test IDX folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)

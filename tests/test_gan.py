@@ -17,7 +17,14 @@ from genai.cli import main
 from genai.data.images import ImageDataset, write_idx
 from genai.models.gan import GAN, Discriminator, GANConfig, Generator, d_loss, g_loss
 from genai.training.engine import Trainer
-from genai.training.gan import GANTask, GANTrainConfig, ema_decay_at, train_gan
+from genai.training.gan import (
+    GANTask,
+    GANTrainConfig,
+    diff_augment,
+    ema_decay_at,
+    mode_seeking_penalty,
+    train_gan,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"latent_dim": 8, "g_width": 8, "d_width": 8}
@@ -192,8 +199,8 @@ def test_g_step_changes_g_and_leaves_d_untouched_without_grads(tmp_path):
     task, trainer = task_for(tmp_path, gan)
     g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
     labels = torch.randint(10, (16,))
-    fake = gan.generator(torch.randn(16, 8), labels)
-    task.g_step(fake, labels, trainer)
+    z = torch.randn(16, 8)
+    task.g_step(gan.generator(z, labels), labels, trainer, z)
     assert not changed_params(d0, gan.discriminator)
     assert same(d0, snapshot(gan.discriminator))
     assert all(p.grad is None for p in gan.discriminator.parameters())
@@ -426,3 +433,61 @@ def test_cli_eval_of_a_vae_run_reports_its_fid(tmp_path, monkeypatch, capsys):
     result = json.loads(capsys.readouterr().out.strip())
     assert result["kind"] == "vae" and result["fid"] > 0 and "elbo" in result
     assert "conditional_accuracy" not in result
+
+
+def test_conditional_minibatch_std_is_the_spread_within_each_label():
+    phi = torch.randn(6, 5)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    spread = Discriminator.spread(phi, labels)
+    for i, label in enumerate(labels):
+        group = phi[labels == label]
+        expected = (group.var(dim=0, correction=0) + 1e-8).sqrt().mean()
+        torch.testing.assert_close(spread[i, 0], expected)
+    # a batch whose classes each hold one repeated image has (almost) no spread, however
+    # different the classes are from each other
+    collapsed = phi[labels]
+    assert Discriminator.spread(collapsed, labels).max() < 1e-3
+    assert Discriminator.spread(collapsed, None).min() > 0.1
+
+
+def test_diff_augment_shifts_and_cuts_out_differentiably():
+    x = torch.full((256, 1, 28, 28), -1.0)
+    x[:, :, 14, 14] = 1.0  # one bright pixel
+    x.requires_grad_(True)
+    y = diff_augment(x)
+    assert y.shape == x.shape and set(y.unique().tolist()) <= {-1.0, 1.0}
+    bright = (y == 1.0).flatten(1)
+    assert bright.sum(1).max() == 1  # the pixel moves or is cut out, never duplicated
+    rows, cols = (y == 1.0)[:, 0].nonzero()[:, 1:].T
+    assert (rows - 14).abs().max() <= 3 and (cols - 14).abs().max() <= 3
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 20  # many offsets
+    assert 0.3 < bright.any(1).float().mean() < 0.95  # a 14x14 cutout hides it sometimes
+    y.sum().backward()
+    visible = bright.any(1).float()
+    torch.testing.assert_close(x.grad[:, 0, 14, 14], visible)  # gradient iff it is visible
+
+
+def test_mode_seeking_penalty_is_the_formula():
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [1.0, 3.0]])  # pairs (0, 2), (1, 3)
+    fake = torch.zeros(4, 1, 28, 28)
+    fake[2] = 0.5  # pair (0, 2): images differ by 0.5 everywhere
+    fake[3, 0, 0, :] = 1.0  # pair (1, 3): one row of 28 pixels differs by 1
+    image_gap = torch.tensor([0.5, 28 / 784])
+    z_gap = torch.tensor([1.0, 1.0])
+    expected = (z_gap / (image_gap + 1e-5)).mean()
+    torch.testing.assert_close(mode_seeking_penalty(fake, z), expected)
+
+
+def test_mode_seeking_pairs_share_labels(tmp_path, monkeypatch):
+    gan = GAN(GANConfig(num_classes=10, **TINY))
+    task, trainer = task_for(tmp_path, gan, mode_seeking=0.1)
+    seen = {}
+
+    def record(fake, labels, trainer, z):
+        seen["labels"], seen["z"] = labels, z
+        return torch.zeros(())
+
+    monkeypatch.setattr(task, "g_step", record)
+    task.train_step(_batch(), 0, trainer)
+    labels = seen["labels"]
+    assert torch.equal(labels[:8], labels[8:]) and seen["z"].shape == (16, 8)

@@ -57,7 +57,7 @@ class GANConfig:
     d_width: int = 64
     spectral_norm: bool = False
     d_dropout: float = 0.0
-    minibatch_std: bool = False
+    minibatch_std: bool = True
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "g_width", "d_width"):
@@ -160,11 +160,28 @@ class Discriminator(nn.Module):
         self.out = sn(nn.Linear(n_features, 1))
         self.embed = sn(nn.Embedding(c.num_classes, n_features)) if c.num_classes else None
 
+    @staticmethod
+    def spread(phi: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Minibatch standard deviation of the features, averaged over features: ``(B, 1)``.
+
+        Unconditional: one value for the whole batch. Conditional: the spread among the samples
+        that share each sample's label, so that a generator drawing one image per class is
+        visible to D even though the batch as a whole (many classes) varies a lot.
+        """
+        if labels is None:
+            return phi.std(dim=0, correction=0).mean().expand(phi.shape[0], 1)
+        k = int(labels.max()) + 1
+        count = torch.bincount(labels, minlength=k).to(phi.dtype).unsqueeze(1)  # (K, 1)
+        mean = torch.zeros(k, phi.shape[1], dtype=phi.dtype, device=phi.device)
+        mean = mean.index_add(0, labels, phi) / count.clamp(min=1)  # (K, F)
+        sq = torch.zeros_like(mean).index_add(0, labels, (phi - mean[labels]).pow(2))
+        std = (sq / count.clamp(min=1) + 1e-8).sqrt().mean(dim=1, keepdim=True)  # (K, 1)
+        return std[labels]  # (B, 1)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.features(x)  # (B, F)
         if self.minibatch_std:
-            spread = phi.std(dim=0, correction=0).mean()  # how much the batch varies
-            phi = torch.cat([phi, spread.expand(phi.shape[0], 1)], dim=1)  # (B, F + 1)
+            phi = torch.cat([phi, self.spread(phi, labels)], dim=1)  # (B, F + 1)
         logits = self.out(phi).squeeze(1)  # (B,)
         if self.embed is not None:
             logits = logits + (self.embed(labels) * phi).sum(dim=1)  # the projection term

@@ -30,10 +30,17 @@ class GANTrainConfig(TrainConfig):
             does not start from G's random initialization.
         n_grid: images per row of the fixed-noise sample grid (one row per class when
             conditional; 64 images in 8 rows when not).
+        augment: differentiable augmentation (Zhao et al. 2020): D sees every real and every
+            generated image randomly shifted by up to 3 pixels and with a 14x14 square blanked,
+            in both steps, so it cannot memorise a small training set.
+        mode_seeking: weight of the mode-seeking term (Mao et al. 2019) in G's loss. The batch's
+            noise comes in pairs (z1, z2) with the same label and G is penalised by
+            mean|z1 - z2| / mean|G(z1) - G(z2)|, so it cannot map all noise of a class to one
+            image. 0 turns it off.
     """
 
     out_dir: str = "runs/gan"
-    epochs: int | None = 40
+    epochs: int | None = 100
     batch_size: int = 64
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -42,6 +49,8 @@ class GANTrainConfig(TrainConfig):
     ema_decay: float = 0.999
     ema_warmup: bool = True
     n_grid: int = 10
+    augment: bool = True
+    mode_seeking: float = 0.03
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +65,42 @@ class GANTrainConfig(TrainConfig):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.n_grid <= 0:
             raise ValueError(f"n_grid must be > 0, got {self.n_grid}")
+        if self.mode_seeking < 0:
+            raise ValueError(f"mode_seeking must be >= 0, got {self.mode_seeking}")
+
+
+def diff_augment(x: torch.Tensor, shift: int = 3, cut: int = 14) -> torch.Tensor:
+    """Random translation and cutout of ``(B, C, H, W)`` images in [-1, 1], differentiably.
+
+    Each image is shifted by an integer offset in [-shift, shift] per axis (background, -1,
+    fills the gap) and a ``cut`` x ``cut`` square at a random place is set to -1. Gradients
+    flow to every pixel that stays visible.
+    """
+    b, _, h, w = x.shape
+    offsets = torch.randint(-shift, shift + 1, (2, b, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) - offsets[0]  # (B, H, 1) source row
+    cols = torch.arange(w, device=x.device).view(1, 1, w) - offsets[1]  # (B, 1, W) source col
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (B, H, W)
+    flat = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).flatten(1)  # (B, H * W)
+    shifted = x.flatten(2).gather(2, flat.unsqueeze(1).expand(-1, x.shape[1], -1)).view_as(x)
+    centre = torch.randint(0, h, (2, b, 1, 1), device=x.device)
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    cutout = ((ys - centre[0]).abs() <= cut // 2) & ((xs - centre[1]).abs() <= cut // 2)
+    keep = (inside & ~cutout).unsqueeze(1)  # (B, 1, H, W)
+    return torch.where(keep, shifted, torch.full_like(shifted, -1.0))
+
+
+def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mao et al. (2019): mean over pairs of mean|z1 - z2| / mean|G(z1) - G(z2)|.
+
+    The pairs are rows i and i + B/2 of ``fake`` ``(B, 1, 28, 28)`` and ``z`` ``(B, Z)``. Small
+    when different noise gives different images; large when G ignores its noise.
+    """
+    half = fake.shape[0] // 2
+    image_gap = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)  # (B/2,)
+    z_gap = (z[:half] - z[half : 2 * half]).abs().mean(1)  # (B/2,)
+    return (z_gap / (image_gap + 1e-5)).mean()
 
 
 def ema_decay_at(config: GANTrainConfig, g_updates: int) -> float:
@@ -117,9 +162,12 @@ class GANTask:
         trainer: Trainer,
     ) -> dict[str, torch.Tensor]:
         """One update of D on real ``x`` and *detached* ``fake`` ``(B, 1, 28, 28)`` in [-1, 1]."""
+        fake = fake.detach()  # no gradient reaches G
+        if self.config.augment:
+            x, fake = diff_augment(x), diff_augment(fake)
         with trainer.autocast():
             real_logits = self.D(x, labels)  # (B,)
-            fake_logits = self.D(fake.detach(), fake_labels)  # (B,): no gradient reaches G
+            fake_logits = self.D(fake, fake_labels)  # (B,)
             loss = d_loss(real_logits, fake_logits, self.config.loss)
         trainer.optimize(loss, "d")
         return {
@@ -129,13 +177,24 @@ class GANTask:
         }
 
     def g_step(
-        self, fake: torch.Tensor, fake_labels: torch.Tensor | None, trainer: Trainer
+        self,
+        fake: torch.Tensor,
+        fake_labels: torch.Tensor | None,
+        trainer: Trainer,
+        z: torch.Tensor,
     ) -> torch.Tensor:
-        """One update of G through D on ``fake`` = G(z); D is frozen, so it gets no gradient."""
+        """One update of G through D on ``fake`` = G(z); D is frozen, so it gets no gradient.
+
+        ``z`` ``(B, Z)`` is the noise of ``fake``, in pairs (rows i and i + B/2 share a label)
+        for the mode-seeking term.
+        """
         self.model.discriminator.requires_grad_(False)
+        images = diff_augment(fake) if self.config.augment else fake
         try:
             with trainer.autocast():
-                loss = g_loss(self.D(fake, fake_labels), self.config.loss)
+                loss = g_loss(self.D(images, fake_labels), self.config.loss)
+                if self.config.mode_seeking > 0:
+                    loss = loss + self.config.mode_seeking * mode_seeking_penalty(fake, z)
             trainer.optimize(loss, "g")
         finally:
             self.model.discriminator.requires_grad_(True)
@@ -146,13 +205,16 @@ class GANTask:
         x = x * 2.0 - 1.0  # (B, 1, 28, 28) in [-1, 1], the range of G's tanh
         k = self.model.config.num_classes
         g_turn = (step + 1) % self.config.d_steps_per_g_step == 0
-        z = torch.randn(x.shape[0], self.model.config.latent_dim, device=x.device)  # (B, Z)
-        fake_labels = torch.randint(k, y.shape, device=x.device) if k is not None else None
+        b = x.shape[0]
+        z = torch.randn(b, self.model.config.latent_dim, device=x.device)  # (B, Z)
+        fake_labels = None
+        if k is not None:  # in pairs (i, i + B/2) with one label, for the mode-seeking term
+            fake_labels = torch.randint(k, ((b + 1) // 2,), device=x.device).repeat(2)[:b]
         with torch.set_grad_enabled(g_turn), trainer.autocast():
             fake = self.G(z, fake_labels)  # (B, 1, 28, 28); the G step reuses it
         out = self.d_step(x, y if k is not None else None, fake, fake_labels, trainer)
         if g_turn:
-            self.last_g_loss = self.g_step(fake, fake_labels, trainer)
+            self.last_g_loss = self.g_step(fake, fake_labels, trainer, z)
             g_updates = (step + 1) // self.config.d_steps_per_g_step - 1
             self.model.update_ema(ema_decay_at(self.config, g_updates))
         return {"loss": out["d_loss"] + self.last_g_loss, "g_loss": self.last_g_loss, **out}
