@@ -50,7 +50,7 @@ class GANTrainConfig(TrainConfig):
     ema_warmup: bool = True
     n_grid: int = 10
     augment: bool = True
-    mode_seeking: float = 0.03
+    mode_seeking: float = 0.05
 
     def __post_init__(self) -> None:
         super().__post_init__()
