@@ -40,7 +40,7 @@ class GANTrainConfig(TrainConfig):
     """
 
     out_dir: str = "runs/gan"
-    epochs: int | None = 100
+    epochs: int | None = 120
     batch_size: int = 64
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
