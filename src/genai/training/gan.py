@@ -14,7 +14,7 @@ import torch
 from genai.data.images import ImageBatches, ImageDataset, as_dataset
 from genai.models.gan import GAN, LOSSES, d_loss, g_loss
 from genai.plots import save_grid
-from genai.training.engine import TrainConfig, Trainer, fit, maybe_compile
+from genai.training.engine import TrainConfig, Trainer, fit, make_adamw, maybe_compile
 
 
 @dataclass
@@ -146,10 +146,9 @@ class GANTask:
         return ImageBatches(self.data, c.batch_size, c.seed, device)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.config
-        fused = self.device.type in ("cpu", "cuda")
+        c = self.config  # AdamW without weight decay is Adam
         return {
-            name: torch.optim.Adam(net.parameters(), lr=c.lr, betas=c.betas, fused=fused)
+            name: make_adamw(net.parameters(), c.lr, self.device, betas=c.betas)
             for name, net in (("g", self.model.generator), ("d", self.model.discriminator))
         }
 
