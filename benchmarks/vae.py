@@ -8,7 +8,7 @@
 3. genai's default VAE trained with the demo recipe on MNIST (the offline 5,000 digits, dynamic
    binarization): -ELBO on the official 10,000-digit test set, binarized once with a fixed seed,
    and the IWAE NLL (k = 1000) on a seeded random subset of it (``--iwae-n``; all 10,000 cost
-   about an hour on 2 cores with the conv decoder), with its standard error.
+   about 16 minutes on 2 cores with the conv decoder; ``--iwae-n 0``), with its standard error.
 
     python benchmarks/vae.py [--parts ref,default,iwae] [--mnist-root ../shared/data/mnist]
 """
