@@ -344,6 +344,7 @@ def test_bad_input_errors_name_the_problem(tmp_path):
         ("loss", "bce", "loss must be one of"),
         ("d_steps_per_g_step", 0, "d_steps_per_g_step must be >= 1"),
         ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
+        ("mode_seeking", -0.1, "mode_seeking must be >= 0"),
         ("lr", 0.0, "lr must be > 0"),
     ]:
         with pytest.raises(ValueError, match=match):
