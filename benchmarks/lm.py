@@ -5,9 +5,10 @@
 Trains the char-level model (n_layer 4, n_head 4, n_embd 128, block 64, batch 12, 2000 iterations,
 lr 1e-3 with warmup and cosine decay, dropout 0, no bias) in fp32 and in bf16, reporting the
 validation loss, the median ms per iteration, tokens/s and the fraction of the matmul peak measured
-in the same run; then times generation of 500 tokens at batch 1 with block_size 512, with the KV
-cache, without it (recomputing the context every step, as nanoGPT does), and with Hugging Face's
-``generate`` on the same weights.
+in the same run; then times a training step of genai's GPT against Hugging Face's
+``GPT2LMHeadModel`` on the same weights, and generation of 500 tokens at batch 1 with block_size
+512, with the KV cache, without it (recomputing the context every step, as nanoGPT does), and
+with Hugging Face's ``generate`` on the same weights.
 """
 
 from __future__ import annotations
@@ -88,6 +89,40 @@ def train(
     val_tokens = split_tokens(torch.tensor(tok.encode(text)), 0.1)[1]
     val = evaluate_lm(model.eval(), val_tokens, batches=200, batch_size=12, seed=0)
     return {"val_loss": round(val["loss"], 4), "ms_per_iter": round(ms, 2), "model": model}
+
+
+def training_steps(vocab_size: int, steps: int = 50, rounds: int = 5) -> dict:
+    """ms per training step of genai's GPT and of ``transformers.GPT2LMHeadModel`` on the same
+    weights (biases on: GPT-2's layout), at the benchmark's size, in one bare loop (forward,
+    cross-entropy, backward, fused AdamW), the two alternating round by round."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    ours = genai.GPT(
+        genai.GPTConfig(vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=True)
+    )
+    hf = ours.to_huggingface()
+    models = {"genai": (ours, lambda x: ours(x)[0]), "hf": (hf, lambda x: hf(input_ids=x).logits)}
+    data = torch.randint(vocab_size, (steps, 12, 65), generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(rounds + 1):  # round 0 warms up
+        for name, (model, logits_of) in models.items():
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+            t = time.perf_counter()
+            for batch in data:
+                logits = logits_of(batch[:, :-1])
+                loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if round_:
+                times[name].append((time.perf_counter() - t) / steps * 1e3)
+    ms = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "train_step_ms_genai_bare_loop": round(ms["genai"], 2),
+        "train_step_ms_hf_gpt2_bare_loop": round(ms["hf"], 2),
+        "hf_gpt2_step_time_ratio": round(ms["hf"] / ms["genai"], 2),
+    }
 
 
 def generation(repeats: int = 3, tokens: int = 500) -> dict:
@@ -173,6 +208,7 @@ def main() -> None:
             result["fp32_val_loss_other_seeds"] = losses
     result["bf16_speedup"] = round(result["fp32_ms_per_iter"] / result["bf16_ms_per_iter"], 2)
     result["bf16_val_loss_delta"] = round(result["bf16_val_loss"] - result["fp32_val_loss"], 4)
+    result.update(training_steps(tok.vocab_size))
     result.update(generation())
     print(json.dumps(result))
 

@@ -449,6 +449,12 @@ def test_conditional_minibatch_std_is_the_spread_within_each_label():
     collapsed = phi[labels]
     assert Discriminator.spread(collapsed, labels).max() < 1e-3
     assert Discriminator.spread(collapsed, None).min() > 0.1
+    # features in bf16 (autocast) give a bf16 spread computed in fp32
+    for by in (labels, None):
+        low = Discriminator.spread(phi.bfloat16(), by)
+        assert low.dtype == torch.bfloat16
+        exact = Discriminator.spread(phi.bfloat16().float(), by).bfloat16()
+        torch.testing.assert_close(low, exact, rtol=0, atol=0)
 
 
 def test_diff_augment_shifts_and_cuts_out_differentiably():

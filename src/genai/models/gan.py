@@ -166,17 +166,19 @@ class Discriminator(nn.Module):
 
         Unconditional: one value for the whole batch. Conditional: the spread among the samples
         that share each sample's label, so that a generator drawing one image per class is
-        visible to D even though the batch as a whole (many classes) varies a lot.
+        visible to D even though the batch as a whole (many classes) varies a lot. Computed in
+        fp32 whatever the autocast dtype of ``phi``, and returned in that dtype.
         """
+        x = phi.float()
         if labels is None:
-            return phi.std(dim=0, correction=0).mean().expand(phi.shape[0], 1)
+            return x.std(dim=0, correction=0).mean().expand(x.shape[0], 1).to(phi.dtype)
         k = int(labels.max()) + 1
-        count = torch.bincount(labels, minlength=k).to(phi.dtype).unsqueeze(1)  # (K, 1)
-        mean = torch.zeros(k, phi.shape[1], dtype=phi.dtype, device=phi.device)
-        mean = mean.index_add(0, labels, phi) / count.clamp(min=1)  # (K, F)
-        sq = torch.zeros_like(mean).index_add(0, labels, (phi - mean[labels]).pow(2))
+        count = torch.bincount(labels, minlength=k).to(x.dtype).unsqueeze(1)  # (K, 1)
+        mean = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
+        mean = mean.index_add(0, labels, x) / count.clamp(min=1)  # (K, F)
+        sq = torch.zeros_like(mean).index_add(0, labels, (x - mean[labels]).pow(2))
         std = (sq / count.clamp(min=1) + 1e-8).sqrt().mean(dim=1, keepdim=True)  # (K, 1)
-        return std[labels]  # (B, 1)
+        return std[labels].to(phi.dtype)  # (B, 1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.features(x)  # (B, F)
