@@ -136,6 +136,7 @@ def test_token_batches_are_shifted_windows_and_a_pure_function_of_step():
     x, y = a.get(7)
     assert x.shape == y.shape == (2, 4, 16)
     assert torch.equal(y, x + 1)  # targets are the next tokens
+    assert x[1].is_contiguous() and y[1].is_contiguous()  # a model may .view() a micro-batch
     assert torch.equal(x[..., 1:] - x[..., :-1], torch.ones(2, 4, 15, dtype=torch.long))
     assert x.min() >= 0 and y.max() <= 999
     a.get(100)

@@ -294,7 +294,7 @@ def random_windows(
     )
     idx = starts[..., None] + torch.arange(block_size + 1, device=tokens.device)  # (..., T + 1)
     window = tokens[idx]
-    return window[..., :-1], window[..., 1:]
+    return window[..., :-1].contiguous(), window[..., 1:].contiguous()  # models may .view them
 
 
 class TokenBatches:
