@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import genai
 from genai.cli import main
-from genai.data.text import CharTokenizer, TokenBatches
+from genai.data.text import BPETokenizer, CharTokenizer, TokenBatches
 from genai.models.gpt import GPT, GPTConfig, KVCache, top_k_filter, top_p_filter
 from genai.training.lm import LMTrainConfig, train_lm
 
@@ -261,6 +261,29 @@ def test_from_huggingface_local_dir_never_downloads(tmp_path):
         GPT.from_huggingface(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("files", ["tokenizer.json", "vocab.json+merges.txt"])
+def test_from_huggingface_folder_brings_its_tokenizer(tmp_path, files):
+    transformers = pytest.importorskip("transformers")
+    text = "China is a country in East Asia. 中国是东亚的一个国家。 " * 20
+    bpe = BPETokenizer.train(text, vocab_size=300)
+    folder = tmp_path / "gpt2"
+    config = transformers.GPT2Config(vocab_size=300, n_positions=16, n_embd=24, n_layer=1,
+                                     n_head=2, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    if files == "tokenizer.json":
+        bpe.tokenizer.save(str(folder / "tokenizer.json"))
+    else:  # what a slow GPT2Tokenizer.save_pretrained leaves
+        bpe.tokenizer.model.save(str(folder))
+    model = GPT.from_huggingface(folder)
+    assert model.tokenizer.encode(text) == bpe.encode(text)
+    assert model.tokenizer.decode(bpe.encode(text)) == text
+    ids = bpe.encode("China")
+    new = model.generate(torch.tensor([ids]), 12 - len(ids), temperature=0)[0, len(ids) :]
+    out = genai.generate_text(model, "China", max_length=12, temperature=0)
+    assert out == "China" + bpe.decode(new.tolist())
+    assert genai.generate_text(model, "China", max_length=12, temperature=0.9, top_p=0.9)
+
+
 def test_tiny_model_overfits_a_short_text(tmp_path):
     text = "hello world! " * 40
     tok = CharTokenizer.from_text(text)
@@ -272,6 +295,14 @@ def test_tiny_model_overfits_a_short_text(tmp_path):
     summary = train_lm(model, text, tok, config)
     assert summary["train"]["loss"] < 0.15
     assert genai.generate_text(model, "hello", 20, temperature=0) == "hello world! hello world!"
+    # Hugging Face's max_length counts the prompt's tokens too
+    assert genai.generate_text(model, "hello", max_length=25, temperature=0) == (
+        "hello world! hello world!"
+    )
+    with pytest.raises(ValueError, match="not both"):
+        genai.generate_text(model, "hello", 5, max_length=25)
+    with pytest.raises(ValueError, match=r"max_length=3 is shorter than the prompt \(5 tokens\)"):
+        genai.generate_text(model, "hello", max_length=3)
 
 
 def test_gradient_accumulation_equals_one_large_batch(tmp_path):

@@ -124,6 +124,23 @@ class BPETokenizer:
 
         return cls(Tokenizer.from_file(str(path)))
 
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> BPETokenizer | None:
+        """The tokenizer of a Hugging Face model folder: its ``tokenizer.json``, else GPT-2's
+        byte-level BPE from ``vocab.json`` and ``merges.txt``; None when it has neither."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        folder = Path(folder)
+        if (folder / "tokenizer.json").is_file():
+            return cls.from_file(folder / "tokenizer.json")
+        vocab, merges = folder / "vocab.json", folder / "merges.txt"
+        if not (vocab.is_file() and merges.is_file()):
+            return None
+        tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        return cls(tok)
+
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()

@@ -412,19 +412,19 @@ class GPT(nn.Module):
         """A GPT with the weights of a ``transformers.GPT2LMHeadModel`` (or a local folder of one).
 
         Loading from a folder never downloads (``local_files_only``). If the folder holds a
-        ``tokenizer.json``, it is attached as ``model.tokenizer``.
+        ``tokenizer.json``, or GPT-2's ``vocab.json`` and ``merges.txt``, the tokenizer is
+        attached as ``model.tokenizer``.
         """
         from transformers import GPT2LMHeadModel
+
+        from genai.data.text import BPETokenizer
 
         tokenizer = None
         if isinstance(model_or_dir, (str, Path)):
             path = Path(model_or_dir)
             if not path.is_dir():
                 raise ValueError(f"{str(path)!r} is not a folder with a GPT-2 model")
-            if (path / "tokenizer.json").is_file():
-                from genai.data.text import BPETokenizer
-
-                tokenizer = BPETokenizer.from_file(path / "tokenizer.json")
+            tokenizer = BPETokenizer.from_folder(path)
             model_or_dir = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
         hf = model_or_dir
         c = hf.config

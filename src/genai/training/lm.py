@@ -204,10 +204,23 @@ def _model_and_tokenizer(
     return model, tokenizer
 
 
+def _new_tokens(max_new_tokens: int | None, max_length: int | None, prompt_tokens: int) -> int:
+    """How many tokens to generate, from ``max_new_tokens`` or ``max_length`` (prompt included)."""
+    if max_length is None:
+        return 100 if max_new_tokens is None else max_new_tokens
+    if max_new_tokens is not None:
+        raise ValueError("give max_new_tokens or max_length, not both")
+    if max_length < prompt_tokens:
+        raise ValueError(
+            f"max_length={max_length} is shorter than the prompt ({prompt_tokens} tokens)"
+        )
+    return max_length - prompt_tokens
+
+
 def stream_text(
     run_dir_or_model: str | Path | GPT,
     prompt: str,
-    max_new_tokens: int = 100,
+    max_new_tokens: int | None = None,
     temperature: float = 0.9,
     top_k: int | None = None,
     top_p: float | None = 0.9,
@@ -215,6 +228,7 @@ def stream_text(
     generator: torch.Generator | None = None,
     tokenizer: Tokenizer | None = None,
     device: str = "auto",
+    max_length: int | None = None,
 ) -> Iterator[str]:
     """Yield the continuation of ``prompt`` piece by piece as it is generated.
 
@@ -222,8 +236,9 @@ def stream_text(
     """
     model, tokenizer = _model_and_tokenizer(run_dir_or_model, tokenizer, device)
     model_device = next(model.parameters()).device
-    ids = tokenizer.encode(prompt) if prompt else [0]
-    idx = torch.tensor([ids], dtype=torch.long, device=model_device)  # (1, T)
+    ids = tokenizer.encode(prompt) if prompt else []
+    max_new_tokens = _new_tokens(max_new_tokens, max_length, len(ids))
+    idx = torch.tensor([ids or [0]], dtype=torch.long, device=model_device)  # (1, T)
     if generator is None and seed is not None:
         generator = torch.Generator(model_device).manual_seed(seed)
     was_training = model.training
@@ -238,7 +253,7 @@ def stream_text(
 def generate_text(
     run_dir_or_model: str | Path | GPT,
     prompt: str,
-    max_new_tokens: int = 100,
+    max_new_tokens: int | None = None,
     temperature: float = 0.9,
     top_k: int | None = None,
     top_p: float | None = 0.9,
@@ -246,13 +261,15 @@ def generate_text(
     generator: torch.Generator | None = None,
     tokenizer: Tokenizer | None = None,
     device: str = "auto",
+    max_length: int | None = None,
 ) -> str:
     """The prompt followed by ``max_new_tokens`` sampled tokens, as text.
 
     Args:
         run_dir_or_model: a run directory (loaded with :func:`genai.load`) or a :class:`GPT`.
         prompt: the text to continue ("" starts from token 0).
-        max_new_tokens: tokens to generate, >= 0.
+        max_new_tokens: tokens to generate, >= 0 (100 when neither it nor ``max_length`` is
+            given).
         temperature: 0 is greedy.
         top_k: keep only the k most likely tokens.
         top_p: nucleus sampling mass in (0, 1]; None or 1 disables it.
@@ -260,6 +277,8 @@ def generate_text(
         generator: the random source of sampling.
         tokenizer: overrides ``model.tokenizer``.
         device: where a run directory's model is loaded.
+        max_length: instead of ``max_new_tokens``, the length in tokens of prompt and
+            continuation together (Hugging Face's ``max_length``).
 
     Raises:
         ValueError: bad sampling arguments, or a prompt the tokenizer cannot encode.
@@ -275,5 +294,6 @@ def generate_text(
         generator,
         tokenizer,
         device,
+        max_length,
     )
     return prompt + "".join(pieces)
