@@ -103,7 +103,10 @@ def training_steps(vocab_size: int, steps: int = 50, rounds: int = 5) -> dict:
         genai.GPTConfig(vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=True)
     )
     hf = ours.to_huggingface()
-    models = {"genai": (ours, lambda x: ours(x)[0]), "hf": (hf, lambda x: hf(input_ids=x).logits)}
+    models = {
+        "genai": (ours, lambda x: ours(x)[0]),
+        "hf": (hf, lambda x: hf(input_ids=x, use_cache=False).logits),
+    }
     data = torch.randint(vocab_size, (steps, 12, 65), generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {name: [] for name in models}
     for round_ in range(rounds + 1):  # round 0 warms up

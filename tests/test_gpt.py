@@ -266,17 +266,23 @@ def test_from_huggingface_folder_brings_its_tokenizer(tmp_path, files):
     transformers = pytest.importorskip("transformers")
     text = "China is a country in East Asia. 中国是东亚的一个国家。 " * 20
     bpe = BPETokenizer.train(text, vocab_size=300)
+    bpe.tokenizer.add_special_tokens(["<|endoftext|>"])  # id 300, GPT-2's end of text
     folder = tmp_path / "gpt2"
-    config = transformers.GPT2Config(vocab_size=300, n_positions=16, n_embd=24, n_layer=1,
-                                     n_head=2, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    config = transformers.GPT2Config(vocab_size=301, n_positions=16, n_embd=24, n_layer=1,
+                                     n_head=2, bos_token_id=300, eos_token_id=300)  # fmt: skip
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     if files == "tokenizer.json":
         bpe.tokenizer.save(str(folder / "tokenizer.json"))
-    else:  # what a slow GPT2Tokenizer.save_pretrained leaves
+    else:  # GPT-2's original files: the end-of-text token is the last entry of vocab.json
         bpe.tokenizer.model.save(str(folder))
+        vocab = json.loads((folder / "vocab.json").read_text())
+        (folder / "vocab.json").write_text(json.dumps({**vocab, "<|endoftext|>": 300}))
     model = GPT.from_huggingface(folder)
     assert model.tokenizer.encode(text) == bpe.encode(text)
     assert model.tokenizer.decode(bpe.encode(text)) == text
+    eot = model.tokenizer.encode("China<|endoftext|>")
+    assert eot == bpe.encode("China") + [300]  # one token, not its characters
+    assert model.tokenizer.decode(eot) == "China"  # special tokens are not printed
     ids = bpe.encode("China")
     new = model.generate(torch.tensor([ids]), 12 - len(ids), temperature=0)[0, len(ids) :]
     out = genai.generate_text(model, "China", max_length=12, temperature=0)

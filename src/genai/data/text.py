@@ -89,6 +89,9 @@ class ByteTokenizer:
         return {"type": "byte"}
 
 
+GPT2_EOT = "<|endoftext|>"
+
+
 class BPETokenizer:
     """Byte-level BPE (GPT-2's scheme) through Hugging Face ``tokenizers``.
 
@@ -139,6 +142,8 @@ class BPETokenizer:
         tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
+        if GPT2_EOT in tok.get_vocab():  # one token, as in GPT-2's tokenizer.json
+            tok.add_special_tokens([GPT2_EOT])
         return cls(tok)
 
     @property
