@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from genai.data.images import write_idx
+
+# Tiny models gain nothing from a second thread and lose a lot when the cores are busy; the CLI
+# and example subprocesses inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 def make_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -58,7 +58,7 @@ def test_resume_continues_a_run(tmp_path, idx_root, capsys):
         == 0
     )
     assert json.loads((out / "config.json").read_text())["step"] == 9
-    assert main(["-q", "train", "vae", "--resume", str(out), "--latent-dim", "5"]) == 1
+    assert main(["-q", "train", "vae", "--resume", str(out), "--latent-dim", "5"]) == 2
     assert "cannot change when resuming" in capsys.readouterr().err
 
 
@@ -74,7 +74,7 @@ def test_resume_continues_a_run(tmp_path, idx_root, capsys):
 )
 def test_errors_are_one_line_without_traceback(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["-q", *argv, *(["--max-steps", "1"] if argv[0] == "train" else [])]) == 1
+    assert main(["-q", *argv, *(["--max-steps", "1"] if argv[0] == "train" else [])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("genai: error: ") and message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -84,7 +84,7 @@ def test_existing_run_needs_overwrite(tmp_path, idx_root, capsys):
     out = tmp_path / "run"
     assert main(train_args(idx_root, out)) == 0
     weights = (out / "model.safetensors").read_bytes()
-    assert main(train_args(idx_root, out)) == 1
+    assert main(train_args(idx_root, out)) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (out / "model.safetensors").read_bytes() == weights
     assert main(train_args(idx_root, out, "--overwrite", "--seed", "3")) == 0
@@ -94,7 +94,7 @@ def test_existing_run_needs_overwrite(tmp_path, idx_root, capsys):
 def test_corrupt_idx_is_reported(tmp_path, idx_root, capsys):
     path = idx_root / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:100])
-    assert main(train_args(idx_root, tmp_path / "run")) == 1
+    assert main(train_args(idx_root, tmp_path / "run")) == 2
     assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
 
 
@@ -102,7 +102,7 @@ def test_console_script_exit_code(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "genai.cli", "eval", str(tmp_path)], capture_output=True, text=True
     )
-    assert result.returncode == 1 and "not a genai run directory" in result.stderr
+    assert result.returncode == 2 and "not a genai run directory" in result.stderr
 
 
 def test_example_script(tmp_path):

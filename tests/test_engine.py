@@ -187,20 +187,20 @@ def test_not_a_checkpoint(tmp_path, data):
         genai.load(out)
 
 
-def test_torn_checkpoint_is_detected(tmp_path, data):
-    out = tmp_path / "run"
-    vae = VAE(VAEConfig(**TINY))
-    train_vae(vae, data, config(out, max_steps=4))
-    checkpoint.save_checkpoint(out, vae, "vae", step=9)  # weights and config at 9, state at 4
+def test_files_of_two_checkpoints_are_detected(tmp_path, data):
+    import shutil
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    train_vae(VAE(VAEConfig(**TINY)), data, config(old, max_steps=4))
+    train_vae(VAE(VAEConfig(**TINY)), data, config(new, max_steps=8))
+    shutil.copy(old / "state.pt", new / "state.pt")  # state at 4, weights and config at 8
     with pytest.raises(
-        checkpoint.CheckpointError, match="resume state is from step 4 but config.json says 9"
+        checkpoint.CheckpointError, match="resume state is from step 4 but config.json says 8"
     ):
-        checkpoint.load_state(out)
-    cfg = json.loads((out / "config.json").read_text())
-    cfg["step"] = 4
-    (out / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(checkpoint.CheckpointError, match="model.safetensors is from step 9"):
-        genai.load(out)
+        checkpoint.load_state(new)
+    shutil.copy(old / "model.safetensors", new / "model.safetensors")
+    with pytest.raises(checkpoint.CheckpointError, match="model.safetensors is from step 4"):
+        genai.load(new)
 
 
 def test_lr_schedule_warmup_then_cosine():

@@ -380,9 +380,9 @@ def test_cli_train_sample_eval_and_errors(tmp_path, monkeypatch, capsys):
     out = tmp_path / "sevens.png"
     assert main(["sample", str(run), "--label", "7", "--n", "16", "--out", str(out)]) == 0
     assert out.is_file()
-    assert main(["sample", str(run), "--label", "12", "--out", str(out)]) == 1
+    assert main(["sample", str(run), "--label", "12", "--out", str(out)]) == 2
     assert "labels must be in [0, 9]" in capsys.readouterr().err
-    assert main(["sample", str(run), "--n", "0", "--out", str(out)]) == 1
+    assert main(["sample", str(run), "--n", "0", "--out", str(out)]) == 2
     assert "--n must be > 0" in capsys.readouterr().err
 
     ev = ["eval", str(run), "--root", str(root), "--samples", "40", "--classifier-steps", "5"]
@@ -396,7 +396,7 @@ def test_cli_train_sample_eval_and_errors(tmp_path, monkeypatch, capsys):
     assert list((tmp_path / "cache" / "classifiers").glob("mnist-*.safetensors"))
 
     (run / "model.safetensors").write_bytes(b"not a checkpoint")
-    assert main(["sample", str(run), "--out", str(out)]) == 1
+    assert main(["sample", str(run), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("genai: error:") and "model.safetensors" in err and "\n" not in err
 
@@ -404,7 +404,7 @@ def test_cli_train_sample_eval_and_errors(tmp_path, monkeypatch, capsys):
 def test_cli_label_on_unconditional_run_is_an_error(tmp_path, capsys):
     gan = GAN(GANConfig(**TINY))
     train_gan(gan, tiny_data(), tiny_config(tmp_path, max_steps=1))
-    assert main(["sample", str(tmp_path / "run"), "--label", "3"]) == 1
+    assert main(["sample", str(tmp_path / "run"), "--label", "3"]) == 2
     assert "needs a class-conditional model" in capsys.readouterr().err
 
 

@@ -439,16 +439,16 @@ def test_cli_trains_generates_and_reports_bad_input(tmp_path, capsys):
     )
     assert out == expected + "\n"
 
-    assert main(["generate", str(run), "--prompt", "ROMEO: Zz"]) == 1
+    assert main(["generate", str(run), "--prompt", "ROMEO: Zz"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "character 'Z' at position 7" in err
-    assert main(["generate", str(run), "--max-new-tokens", "-1"]) == 1
+    assert main(["generate", str(run), "--max-new-tokens", "-1"]) == 2
     assert "max_new_tokens must be >= 0" in capsys.readouterr().err
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert main(["train", "gpt", "--text", str(empty), "--out-dir", str(tmp_path / "e")]) == 1
+    assert main(["train", "gpt", "--text", str(empty), "--out-dir", str(tmp_path / "e")]) == 2
     assert "is empty" in capsys.readouterr().err
-    assert main(["train", "gpt", "--text", str(text), "--n-embd", "15", "--n-head", "2"]) == 1
+    assert main(["train", "gpt", "--text", str(text), "--n-embd", "15", "--n-head", "2"]) == 2
     assert "divisible by n_head" in capsys.readouterr().err
 
 

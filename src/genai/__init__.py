@@ -1,18 +1,16 @@
 """genai: trainable generative models for PyTorch (a VAE, a GAN and a GPT-style LM)."""
 
-__version__ = "0.1.0"
-
-from genai.checkpoint import CheckpointError, load  # noqa: E402
-from genai.data import (  # noqa: E402
+from genai.checkpoint import CheckpointError, RunLockedError, load
+from genai.data import (
     BPETokenizer,
     ByteTokenizer,
     CharTokenizer,
     load_images,
     load_text,
 )
-from genai.device import resolve_device  # noqa: E402
-from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model  # noqa: E402
-from genai.training import (  # noqa: E402
+from genai.device import resolve_device
+from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model
+from genai.training import (
     GANTrainConfig,
     LMTrainConfig,
     NonFiniteLossError,
@@ -24,6 +22,7 @@ from genai.training import (  # noqa: E402
     train_lm,
     train_vae,
 )
+from genai.version import __version__
 
 __all__ = [
     "GAN",
@@ -38,6 +37,7 @@ __all__ = [
     "GPTConfig",
     "LMTrainConfig",
     "NonFiniteLossError",
+    "RunLockedError",
     "TrainConfig",
     "VAEConfig",
     "VAETrainConfig",

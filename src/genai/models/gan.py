@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from genai.validation import check_fields
+
 ARCHS = ("conv", "mlp")
 LOSSES = ("non-saturating", "hinge")
 IMAGE_SHAPE = (1, 28, 28)
@@ -60,6 +62,7 @@ class GANConfig:
     minibatch_std: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("latent_dim", "g_width", "d_width"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genai.validation import check_fields
+
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 IMAGE_SHAPE = (1, 28, 28)
@@ -47,8 +49,7 @@ class VAEConfig:
     likelihood: str = "bernoulli"
 
     def __post_init__(self) -> None:
-        self.hidden_dims = tuple(self.hidden_dims)
-        self.channels = tuple(self.channels)
+        check_fields(self)
         if self.latent_dim <= 0:
             raise ValueError(f"latent_dim must be > 0, got {self.latent_dim}")
         if self.arch not in ARCHS:

@@ -8,17 +8,17 @@ eval / sample / checkpoint cadence, exact resume, and stopping on a non-finite l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 from genai import checkpoint
 from genai.device import PRECISIONS, autocast, check_precision, grad_scaler, resolve_device
 from genai.plots import plot_losses
+from genai.training import run_dir as runs
+from genai.validation import check_fields
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,11 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
 
+    # Settings that fix the data order: a resumed run must keep them (see fit).
+    fixed_on_resume: ClassVar[tuple[str, ...]] = ("batch_size", "seed")
+
     def __post_init__(self) -> None:
+        check_fields(self)
         _positive(self, "batch_size", "log_every")
         _non_negative(self, "warmup_steps", "eval_every", "sample_every", "checkpoint_every")
         _non_negative(self, "weight_decay", "grad_clip")
@@ -290,37 +296,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# What fit() writes into a run directory; --overwrite removes exactly these, nothing else.
-_RUN_FILES = (checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.STATE, "metrics.jsonl", "loss.png")
-
-
-def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
-    if config.resume:
-        checkpoint.load_config(run_dir)  # raises a clear error if it is not a run
-        return
-    existing = [name for name in _RUN_FILES if (run_dir / name).exists()]
-    if existing and not config.overwrite:
-        raise FileExistsError(
-            f"run directory {str(run_dir)!r} already holds a run ({', '.join(existing)}); "
-            "pass overwrite=True (--overwrite) to replace it or resume=True (--resume) to continue"
-        )
-    for name in existing:
-        (run_dir / name).unlink()
-    if config.overwrite and (run_dir / "samples").is_dir():
-        shutil.rmtree(run_dir / "samples")
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _keep_metrics_until(path: Path, step: int) -> None:
-    """After a resume, drop log lines written past the checkpoint we resume from."""
-    if path.exists():
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-        checkpoint.atomic_write(
-            path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept))
-        )
-
-
 def _due(step: int, every: int, per_epoch: int, total: int) -> bool:
     every = every or per_epoch
     return step % every == 0 or step == total
@@ -329,21 +304,38 @@ def _due(step: int, every: int, per_epoch: int, total: int) -> bool:
 def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
     """Train ``task`` as ``config`` says, writing the run directory ``config.out_dir``.
 
+    Everything that can fail (device, precision, data, sizes, the run directory's state) is
+    checked before the run directory changes. The caller's global RNG states are restored on
+    return: training seeds its own.
+
     Returns:
         A summary: ``run_dir``, ``step``, the last train metrics and the last eval metrics.
 
     Raises:
         FileExistsError: ``out_dir`` holds a run and neither ``overwrite`` nor ``resume`` is set.
         CheckpointError: ``resume`` is set and ``out_dir`` is not a consistent run.
-        NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+        RunLockedError: another process is training in ``out_dir``.
+        ValueError: a resumed run is already past the requested length, or a setting that
+            fixes the data order (see ``fixed_on_resume``) differs from the run's.
+        NonFiniteLossError: the loss or the weights became NaN/inf; the last good checkpoint
+            is kept.
     """
+    rng = _rng_state()
+    try:
+        with contextlib.ExitStack() as stack:
+            return _fit(task, config, stack)
+    finally:
+        _set_rng_state(rng)
+
+
+def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[str, Any]:
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     rank, world, device = init_distributed(device)
     main_process = rank == 0
     run_dir = Path(config.out_dir)
     if main_process:
-        _prepare_run_dir(run_dir, config)
+        runs.check_run_dir(run_dir, config.resume, config.overwrite)
     seed_everything(config.seed + rank)  # same data order (seeded separately), own dropout masks
     batches = task.setup(device)
     # Under torchrun, rank r of w takes the batches r, w + r, 2w + r, ... of the single-process
@@ -360,16 +352,21 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
         name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, config))
         for name, opt in optimizers.items()
     }
+    run = None
+    if main_process:  # all checks passed: now the run directory may change
+        run = stack.enter_context(runs.open_run(run_dir, config.resume, config.overwrite))
+    if world > 1:
+        dist.barrier()  # rank 0 has repaired the folder before the others read it
     start = 0
     if config.resume:
-        start = _restore(run_dir, task, optimizers, schedulers, trainer)
+        start = _restore(run_dir, task, optimizers, schedulers, trainer, config, total)
         log.info("resuming %s at step %d of %d", run_dir, start, total)
     if world > 1:
         for tensor in task.model.state_dict().values():  # every rank starts from rank 0's weights
             dist.broadcast(tensor, 0)
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / runs.METRICS
     if main_process:
-        _keep_metrics_until(metrics_path, start)
+        runs.keep_metrics_until(metrics_path, start)
 
     def save(step: int) -> None:
         state = {
@@ -381,6 +378,7 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
         checkpoint.save_checkpoint(
             run_dir, task.model, task.kind, step, config, state, task.checkpoint_extra()
         )
+        run.committed()
 
     def write(record: dict) -> None:
         if main_process:
@@ -395,16 +393,17 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
     last_eval: dict[str, float] = {}
     t0 = time.perf_counter()
 
+    def kept() -> str:
+        if last_saved is not None:
+            return f"the last good checkpoint (step {last_saved})"
+        return "no checkpoint yet" if not config.overwrite else "the previous run"
+
     def check_finite() -> None:
         bad = int(first_bad.item())
         if bad >= 0:
-            kept = (
-                f"the last good checkpoint (step {last_saved})"
-                if last_saved is not None
-                else "no checkpoint yet"
-            )
             raise NonFiniteLossError(
-                f"loss became non-finite at step {bad + 1}; training stopped, {run_dir} keeps {kept}"
+                f"loss became non-finite at step {bad + 1}; training stopped, {run_dir} keeps "
+                f"{kept()}"
             )
 
     task.model.train()
@@ -470,6 +469,12 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
             task.model.train()
         if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == total:
             check_finite()
+            bad = checkpoint.check_finite(task.model)
+            if bad:  # e.g. an infinite learning rate: the loss may still look finite
+                raise NonFiniteLossError(
+                    f"weights became non-finite by step {done} ({', '.join(bad[:3])}); training "
+                    f"stopped, {run_dir} keeps {kept()}"
+                )
             if main_process:
                 save(done)
             last_saved = done
@@ -481,24 +486,69 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
 
 
 def _restore(
-    run_dir: Path, task: Task, optimizers: dict, schedulers: dict, trainer: Trainer
+    run_dir: Path,
+    task: Task,
+    optimizers: dict,
+    schedulers: dict,
+    trainer: Trainer,
+    config: TrainConfig,
+    total: int,
 ) -> int:
-    config = checkpoint.load_config(run_dir)
-    if config["kind"] != task.kind:
-        raise checkpoint.CheckpointError(
-            f"{run_dir} is a {config['kind']!r} run, not {task.kind!r}"
-        )
-    saved = config["model_config"]
+    """Load a run's weights and resume state; apply the new config's optimizer settings.
+
+    The moments, steps and RNG states come from the run; learning rates, betas and weight decay
+    come from ``config`` (so ``--resume --lr 3e-4`` trains at 3e-4, and config.json records it).
+    """
+    saved = checkpoint.load_config(run_dir)
+    if saved["kind"] != task.kind:
+        raise checkpoint.CheckpointError(f"{run_dir} is a {saved['kind']!r} run, not {task.kind!r}")
     current = dataclasses.asdict(task.model.config)
-    if json.loads(json.dumps(current)) != saved:
+    if json.loads(json.dumps(current)) != saved["model_config"]:
         raise checkpoint.CheckpointError(
             f"{run_dir}: the model config differs from the run's; resume with the run's config"
         )
-    checkpoint.load_weights(run_dir, task.model, config)
-    state = checkpoint.load_state(run_dir, config)
-    for name, opt in optimizers.items():
-        opt.load_state_dict(state["optimizers"][name])
-        schedulers[name].load_state_dict(state["schedulers"][name])
-        trainer.scalers[name].load_state_dict(state["scalers"][name])
-    _set_rng_state(state["rng"])
+    if saved["step"] >= total:
+        raise ValueError(
+            f"{run_dir} is already at step {saved['step']}; resuming to step {total} trains "
+            "nothing: set max_steps (or epochs) beyond it"
+        )
+    _check_resume_settings(run_dir, saved.get("train_config"), config)
+    checkpoint.load_weights(run_dir, task.model, saved)
+    state = checkpoint.load_state(run_dir, saved)
+    try:
+        for name, opt in optimizers.items():
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+            opt.load_state_dict(state["optimizers"][name])
+            scheduler = schedulers[name]
+            scheduler.load_state_dict(state["schedulers"][name])
+            for group, settings in zip(opt.param_groups, fresh, strict=True):
+                group.update(settings)  # the new config's lr, betas, weight decay
+            scheduler.base_lrs = [g["initial_lr"] for g in opt.param_groups]
+            for group, base in zip(opt.param_groups, scheduler.base_lrs, strict=True):
+                group["lr"] = base * lr_factor(scheduler.last_epoch, total, config)
+            scheduler._last_lr = [g["lr"] for g in opt.param_groups]
+            trainer.scalers[name].load_state_dict(state["scalers"][name])
+        _set_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise checkpoint.CheckpointError(
+            f"{run_dir / checkpoint.STATE}: resume state does not fit this run "
+            f"({type(e).__name__}: {e})"
+        ) from e
     return state["step"]
+
+
+def _check_resume_settings(run_dir: Path, saved: dict | None, config: TrainConfig) -> None:
+    """Refuse changes that would change the data order; log the settings that do change."""
+    if not isinstance(saved, dict):
+        return
+    new = json.loads(json.dumps(dataclasses.asdict(config)))
+    for name in config.fixed_on_resume:
+        if name in saved and saved[name] != new[name]:
+            raise ValueError(
+                f"{name} cannot change when resuming ({run_dir} was trained with {saved[name]!r}, "
+                f"got {new[name]!r}): it fixes the run's data order; start a new run instead"
+            )
+    ignored = {"resume", "overwrite", "out_dir"}
+    for name, value in new.items():
+        if name not in ignored and name in saved and saved[name] != value:
+            log.info("resume: %s changes from %r to %r", name, saved[name], value)

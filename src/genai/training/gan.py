@@ -54,8 +54,7 @@ class GANTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.betas = tuple(self.betas)
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+        if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -55,6 +56,13 @@ class LMTrainConfig(TrainConfig):
     sample_tokens: int = 200
     sample_prompt: str = ""
     sample_temperature: float = 0.8
+
+    fixed_on_resume: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "seed",
+        "grad_accum",
+        "val_fraction",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -198,6 +206,15 @@ def _model_and_tokenizer(
         if isinstance(run_dir_or_model, torch.nn.Module)
         else checkpoint.load(run_dir_or_model, device)
     )
+    if not isinstance(model, GPT):
+        raise ValueError(
+            f"text generation needs a GPT, got a {type(model).__name__}"
+            + (
+                f" ({run_dir_or_model})"
+                if not isinstance(run_dir_or_model, torch.nn.Module)
+                else ""
+            )
+        )
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("the model has no tokenizer; pass tokenizer=...")
