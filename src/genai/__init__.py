@@ -9,7 +9,8 @@ from genai.data import (
     load_text,
 )
 from genai.device import resolve_device
-from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model
+from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model, list_models
+from genai.plots import grid, show
 from genai.training import (
     GANTrainConfig,
     LMTrainConfig,
@@ -44,10 +45,13 @@ __all__ = [
     "__version__",
     "generate_text",
     "get_model",
+    "grid",
+    "list_models",
     "load",
     "load_images",
     "load_text",
     "resolve_device",
+    "show",
     "stream_text",
     "train_gan",
     "train_lm",

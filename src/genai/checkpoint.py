@@ -9,7 +9,7 @@ A run directory holds::
     samples/             sample images (or text) written during training
 
 **Crash consistency.** The checkpoint files change together or not at all. A save writes the new
-files into ``.checkpoint-staging/`` and fsyncs them; renaming that folder to
+files and a ``MANIFEST`` naming them into ``.checkpoint-staging/`` and fsyncs them; renaming that folder to
 ``.checkpoint-commit/`` is the commit point (one atomic rename); only then are the files moved
 over the old ones, and the folder removed. A reader resolves every checkpoint file through the
 commit folder first, so whenever it is killed, a run directory shows one complete checkpoint:
@@ -43,6 +43,8 @@ from genai.version import __version__
 CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "state.pt"
 FILES = (WEIGHTS, STATE, CONFIG)
 STAGING, COMMIT, LOCK = ".checkpoint-staging", ".checkpoint-commit", ".lock"
+MANIFEST = "MANIFEST"
+ASIDE = ".previous-run"  # an overwritten run, kept until the new run's first checkpoint
 FORMAT = "genai-run"
 MAX_PARAMETERS = 2**33  # 8.6G parameters (32 GiB in fp32): beyond it a config is refused
 _TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
@@ -70,6 +72,20 @@ def _fsync_dir(path: Path) -> None:
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -160,7 +176,10 @@ def save_checkpoint(
     if state is not None:
         torch.save({**state, "step": step}, staging / STATE)
     (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (staging / MANIFEST).write_text("\n".join(p.name for p in sorted(staging.iterdir())) + "\n")
+    mode = 0o666 & ~_umask()  # safetensors and torch.save may create files 0600
     for path in staging.iterdir():
+        path.chmod(mode)
         _fsync(path)
     _fsync_dir(staging)
     _replace(staging, run_dir / COMMIT)  # the commit point
@@ -168,15 +187,23 @@ def save_checkpoint(
     _finish_commit(run_dir)
 
 
+def _manifest(commit: Path) -> list[str]:
+    """The files of a committed checkpoint (a file not listed is removed when it completes)."""
+    return (commit / MANIFEST).read_text().split()
+
+
 def _finish_commit(run_dir: Path) -> None:
     """Move a committed checkpoint's files over the old ones, then drop the commit folder."""
     commit = run_dir / COMMIT
-    if not (commit / STATE).exists() and (commit / CONFIG).exists() and (run_dir / STATE).exists():
-        (run_dir / STATE).unlink()  # a checkpoint without resume state: the old one is stale
-    for name in FILES:  # config.json last: a reader that sees it finds the rest beside it
-        if (commit / name).exists():
-            _replace(commit / name, run_dir / name)
-    _fsync_dir(run_dir)
+    if (commit / MANIFEST).exists():  # else a kill came after its files were all in place
+        listed = _manifest(commit)
+        for name in FILES:  # config.json last: a reader that sees it finds the rest beside it
+            if name not in listed:
+                (run_dir / name).unlink(missing_ok=True)  # e.g. state.pt of an older step
+            elif (commit / name).exists():
+                _replace(commit / name, run_dir / name)
+        _fsync_dir(run_dir)
+        (commit / MANIFEST).unlink()
     commit.rmdir()
     _fsync_dir(run_dir)
 
@@ -200,8 +227,14 @@ def recover(run_dir: str | Path) -> None:
 
 def _file(run_dir: Path, name: str) -> Path:
     """Where checkpoint file ``name`` of ``run_dir`` is now: a committed save's copy first."""
-    committed = run_dir / COMMIT / name
-    return committed if committed.exists() else run_dir / name
+    commit = run_dir / COMMIT
+    try:
+        listed = _manifest(commit)
+    except OSError:  # no save in progress
+        if not (run_dir / CONFIG).exists() and (run_dir / ASIDE / CONFIG).exists():
+            return run_dir / ASIDE / name  # an overwrite before its first checkpoint
+        return run_dir / name
+    return commit / name if name not in listed or (commit / name).exists() else run_dir / name
 
 
 def _save_stamp(run_dir: Path) -> tuple:
@@ -423,3 +456,51 @@ def load_state(run_dir: str | Path, config: dict | None = None) -> dict:
             f" but {CONFIG} says {config['step']} (files of two checkpoints)"
         )
     return state
+
+
+class Pretrained:
+    """``save_pretrained`` / ``from_pretrained`` for the models, over the run-directory contract.
+
+    A saved folder holds ``config.json`` and ``model.safetensors`` (and, for a GPT with a
+    tokenizer, the tokenizer inside ``config.json``): ``genai.load`` reads it too.
+    """
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the model (and its tokenizer, if it has one) to folder ``path``.
+
+        A folder holding a saved model is replaced whole (crash-consistently); a folder
+        holding a training run (with resume state or metrics) or other files named like
+        genai's is refused, so that nothing is lost.
+
+        Raises:
+            FileExistsError: ``path`` holds a training run or files genai did not write.
+        """
+        from genai.models import kind_of
+
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{str(path)!r} is a file; save_pretrained needs a folder")
+        if is_run_dir(path) and ((path / STATE).exists() or (path / "metrics.jsonl").exists()):
+            raise FileExistsError(
+                f"{str(path)!r} holds a training run; save_pretrained into another folder"
+            )
+        if not is_run_dir(path) and any((path / name).exists() for name in FILES):
+            raise FileExistsError(f"{str(path)!r} holds files genai did not write")
+        tokenizer = getattr(self, "tokenizer", None)
+        extra = {"tokenizer": tokenizer.to_dict()} if tokenizer is not None else {}
+        path.mkdir(parents=True, exist_ok=True)
+        with run_lock(path):
+            save_checkpoint(path, self, kind_of(self), step=0, extra=extra)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto"):
+        """Load a model saved by :meth:`save_pretrained` or trained into a run directory.
+
+        Raises:
+            CheckpointError: ``path`` is not a genai checkpoint, or holds another kind of model.
+        """
+        model = load(path, device)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model

@@ -201,9 +201,11 @@ def _train(args: argparse.Namespace) -> None:
             raise checkpoint.CheckpointError(
                 f"{args.resume} is a {saved['kind']!r} run, not {args.kind!r}"
             )
-        if model_fields:
+        given = json.loads(json.dumps(model_fields))  # tuples as lists, as in config.json
+        changed = [k for k, v in given.items() if saved["model_config"].get(k) != v]
+        if changed:
             raise ValueError(
-                f"model flags ({', '.join(map(_flag, model_fields))}) cannot change when resuming"
+                f"model flags ({', '.join(map(_flag, changed))}) cannot change when resuming"
             )
         model_fields = saved["model_config"]
         saved_train = saved.get("train_config") or {}

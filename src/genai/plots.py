@@ -4,22 +4,74 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from torchvision.utils import save_image
 
 from genai.checkpoint import atomic_write
+
+
+def _images(images: torch.Tensor | Any) -> torch.Tensor:
+    """``(N, C, H, W)`` or ``(C, H, W)`` images in [0, 1] (tensor or array) as a float CPU tensor."""
+    if not torch.is_tensor(images):
+        try:
+            images = torch.as_tensor(np.asarray(images))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(
+                f"images must be a tensor or an array, got {type(images).__name__}"
+            ) from e
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4 or images.shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"images must be (N, C, H, W) with C in 1, 3, 4, got {tuple(images.shape)}"
+        )
+    images = images.detach().cpu()
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
+def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """One ``(C, H', W')`` image in [0, 1] holding ``images`` in rows of ``nrow``, white gaps."""
+    from torchvision.utils import make_grid
+
+    if not isinstance(nrow, int) or nrow <= 0:
+        raise ValueError(f"nrow must be a positive integer, got {nrow!r}")
+    return make_grid(_images(images), nrow=nrow, padding=padding, pad_value=1.0).clamp_(0, 1)
+
+
+def show(images: torch.Tensor, nrow: int = 8, scale: int = 1):
+    """The images as one PIL image grid, which Jupyter displays inline.
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(C, H, W)``, float in [0, 1] or uint8 (what ``sample``,
+            ``reconstruct`` and ``impute`` return; tensors on any device, or arrays).
+        nrow: images per row.
+        scale: enlarge each pixel ``scale`` times (nearest neighbour), for small images.
+
+    Returns:
+        A ``PIL.Image.Image``; ``.save("grid.png")`` writes it.
+    """
+    from PIL import Image
+
+    if not isinstance(scale, int) or scale <= 0:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    images = _images(images)
+    array = (grid(images, nrow) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
+    gray = images.shape[1] == 1  # make_grid repeats one channel three times
+    image = Image.fromarray(array[..., 0] if gray else array[..., : images.shape[1]])
+    return (
+        image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        if scale > 1
+        else image
+    )
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     """Save ``(N, C, H, W)`` images in [0, 1] as one PNG grid; returns the path."""
     path = Path(path)
-    atomic_write(
-        path,
-        lambda tmp: save_image(
-            images.detach().float().cpu(), tmp, "png", nrow=nrow, padding=2, pad_value=1.0
-        ),
-    )
+    image = show(images, nrow)
+    atomic_write(path, lambda tmp: image.save(tmp, format="png"))
     return path
 
 
@@ -31,10 +83,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def plot_losses(metrics_path: str | Path, out: str | Path) -> Path | None:
     """Plot every ``loss``-like series of ``metrics.jsonl`` against the step; returns the PNG path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is never touched
 
     records = read_metrics(metrics_path)
     series: dict[str, tuple[list[int], list[float]]] = {}
@@ -47,7 +96,8 @@ def plot_losses(metrics_path: str | Path, out: str | Path) -> Path | None:
                 values.append(value)
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, (steps, values) in sorted(series.items()):
         ax.plot(steps, values, label=name, marker="o" if len(steps) < 20 else None)
     ax.set_xlabel("step")
@@ -57,7 +107,6 @@ def plot_losses(metrics_path: str | Path, out: str | Path) -> Path | None:
     fig.tight_layout()
     out = Path(out)
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
     return out
 
 

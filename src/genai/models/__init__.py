@@ -15,6 +15,20 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
 }
 
 
+def kind_of(model: nn.Module) -> str:
+    """The registry name of a model instance (``"vae"``, ``"gan"`` or ``"gpt"``)."""
+    model = getattr(model, "_orig_mod", model)
+    for name, (_, cls) in MODELS.items():
+        if isinstance(model, cls):
+            return name
+    raise TypeError(f"{type(model).__name__} is not a genai model ({', '.join(MODELS)})")
+
+
+def list_models() -> list[str]:
+    """The names :func:`get_model` builds."""
+    return list(MODELS)
+
+
 def get_model(name: str, **config) -> nn.Module:
     """Build a registered model from its config fields."""
     if name not in MODELS:
@@ -23,4 +37,15 @@ def get_model(name: str, **config) -> nn.Module:
     return model_cls(config_cls(**config))
 
 
-__all__ = ["GAN", "GPT", "MODELS", "VAE", "GANConfig", "GPTConfig", "VAEConfig", "get_model"]
+__all__ = [
+    "GAN",
+    "GPT",
+    "MODELS",
+    "VAE",
+    "GANConfig",
+    "GPTConfig",
+    "VAEConfig",
+    "get_model",
+    "kind_of",
+    "list_models",
+]

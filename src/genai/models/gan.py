@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from genai.validation import check_fields
+from genai.checkpoint import Pretrained
+from genai.validation import check_fields, coerce_config
 
 ARCHS = ("conv", "mlp")
 LOSSES = ("non-saturating", "hinge")
@@ -193,7 +194,7 @@ class Discriminator(nn.Module):
         return logits
 
 
-class GAN(nn.Module):
+class GAN(nn.Module, Pretrained):
     """A generator, a discriminator and the EMA generator that :meth:`sample` uses.
 
     The EMA generator (``ema``) is always in eval mode; :meth:`update_ema` averages G's
@@ -203,7 +204,7 @@ class GAN(nn.Module):
 
     def __init__(self, config: GANConfig | None = None):
         super().__init__()
-        self.config = config or GANConfig()
+        self.config = coerce_config(config, GANConfig)
         self.generator = Generator(self.config)
         self.discriminator = Discriminator(self.config)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()

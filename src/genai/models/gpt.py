@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai.validation import check_fields
+from genai.checkpoint import Pretrained
+from genai.validation import check_fields, coerce_config
 
 # The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -197,16 +198,17 @@ def _check_sampling(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
 
 
-class GPT(nn.Module):
+class GPT(nn.Module, Pretrained):
     """A GPT-2-style causal language model.
 
     Args:
-        config: the model size.
+        config: the model size (a :class:`GPTConfig` or a dict of its fields; default
+            ``GPTConfig()``).
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig | dict | None = None):
         super().__init__()
-        self.config = config
+        self.config = config = coerce_config(config, GPTConfig)
         self.transformer = nn.ModuleDict(
             {
                 "wte": nn.Embedding(config.vocab_size, config.n_embd),

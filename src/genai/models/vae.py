@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai.validation import check_fields
+from genai.checkpoint import Pretrained
+from genai.validation import check_fields, coerce_config
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -107,7 +108,7 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 
 
-class VAE(nn.Module):
+class VAE(nn.Module, Pretrained):
     """A VAE for ``(B, 1, 28, 28)`` images in [0, 1].
 
     Example:
@@ -118,7 +119,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
-        self.config = config = config or VAEConfig()
+        self.config = config = coerce_config(config, VAEConfig)
         d, h = config.latent_dim, config.hidden_dims
         if config.arch == "mlp":
             self.encoder = _mlp([784, *h, 2 * d])

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -25,11 +26,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-from tqdm.auto import tqdm
 
 from genai import checkpoint
 from genai.device import PRECISIONS, autocast, check_precision, grad_scaler, resolve_device
 from genai.plots import plot_losses
+from genai.progress import progress_bar
 from genai.training import run_dir as runs
 from genai.validation import check_fields
 
@@ -42,16 +43,46 @@ SCHEDULES = ("constant", "cosine")
 class TrainConfig:
     """What every training loop shares. Each loop's config extends it.
 
-    Training length is ``max_steps`` if set, else ``epochs`` passes over the data.
-    Cadences are in optimizer steps; 0 means "once per epoch" for eval and samples and
-    "only at the end" for checkpoints.
+    Training length, the same in every loop: ``max_steps`` optimizer steps if set, else
+    ``epochs`` passes over the training data if set, else the loop's ``default_max_steps``
+    (a number of steps, so that the default run time does not grow with the data). Cadences
+    are in optimizer steps; 0 means "once per epoch" for eval and samples and "only at the
+    end" for checkpoints.
+
+    Attributes:
+        out_dir: the run directory.
+        epochs: passes over the training data (used when ``max_steps`` is None).
+        max_steps: optimizer steps; wins over ``epochs``.
+        batch_size: examples per optimizer step (per process under torchrun).
+        lr: peak learning rate.
+        betas: Adam's moment decays (beta1, beta2).
+        weight_decay: decoupled weight decay (AdamW) of weight matrices and convolution
+            kernels; biases, norms and embeddings of dimension < 2 are never decayed.
+        warmup_steps: linear warmup of the learning rate from 0.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (down to ``min_lr_ratio * lr``).
+        min_lr_ratio: the cosine schedule's final learning rate, as a fraction of ``lr``.
+        grad_clip: clip the global gradient norm to this (0: off).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only); autocast, fp32 weights.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ``"mps"``.
+        seed: seeds the data order and the training RNGs (seed before building the model
+            too: the CLI does).
+        log_every: steps between ``metrics.jsonl`` train lines (means over the interval).
+        eval_every: steps between evaluations (0: once per epoch).
+        sample_every: steps between sample files (0: once per epoch).
+        checkpoint_every: steps between checkpoints (0: only at the end).
+        compile: ``torch.compile`` the model's forward pass.
+        progress: show a progress bar.
+        resume: continue the run in ``out_dir``.
+        overwrite: replace the run in ``out_dir`` (moved aside until the first checkpoint).
+        tensorboard: also log the metrics to ``out_dir/tensorboard`` (needs ``tensorboard``).
     """
 
     out_dir: str = "runs/run"
-    epochs: int | None = 10
+    epochs: int | None = None
     max_steps: int | None = None
     batch_size: int = 128
     lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -68,21 +99,24 @@ class TrainConfig:
     progress: bool = True
     resume: bool = False
     overwrite: bool = False
+    tensorboard: bool = False
 
     # Settings that fix the data order: a resumed run must keep them (see fit).
     fixed_on_resume: ClassVar[tuple[str, ...]] = ("batch_size", "seed")
+    # The length of a run that sets neither max_steps nor epochs.
+    default_max_steps: ClassVar[int] = 1000
 
     def __post_init__(self) -> None:
         check_fields(self)
         _positive(self, "batch_size", "log_every")
         _non_negative(self, "warmup_steps", "eval_every", "sample_every", "checkpoint_every")
         _non_negative(self, "weight_decay", "grad_clip")
-        if self.max_steps is None and self.epochs is None:
-            raise ValueError("set max_steps or epochs")
         for name in ("max_steps", "epochs"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -93,6 +127,14 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The run's length in optimizer steps (see the class docstring)."""
+        if self.max_steps is not None:
+            return self.max_steps
+        if self.epochs is not None:
+            return self.epochs * steps_per_epoch
+        return self.default_max_steps
 
 
 def _positive(config: Any, *names: str) -> None:
@@ -107,6 +149,9 @@ def _non_negative(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if value is None or value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+Callback = Callable[[dict], "dict | None"]
 
 
 class Batches(Protocol):
@@ -301,8 +346,16 @@ def _due(step: int, every: int, per_epoch: int, total: int) -> bool:
     return step % every == 0 or step == total
 
 
-def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
+def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train ``task`` as ``config`` says, writing the run directory ``config.out_dir``.
+
+    Args:
+        task: the loop (see :class:`Task`).
+        config: the training settings.
+        callbacks: functions called with each metrics record (a dict with ``step``, ``split``
+            and the metrics) before it is written, on the main process; a returned dict is
+            merged into the record, so ``lambda r: {"my_metric": ...}`` logs your own metrics
+            to ``metrics.jsonl`` (and TensorBoard).
 
     Everything that can fail (device, precision, data, sizes, the run directory's state) is
     checked before the run directory changes. The caller's global RNG states are restored on
@@ -323,12 +376,16 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
     rng = _rng_state()
     try:
         with contextlib.ExitStack() as stack:
-            return _fit(task, config, stack)
+            return _fit(task, config, stack, tuple(callbacks))
     finally:
         _set_rng_state(rng)
 
 
-def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[str, Any]:
+def _fit(
+    task: Task, config: TrainConfig, stack: contextlib.ExitStack, callbacks: tuple[Callback, ...]
+) -> dict[str, Any]:
+    if not all(callable(c) for c in callbacks):
+        raise TypeError("callbacks must be callables taking a metrics record (dict)")
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     rank, world, device = init_distributed(device)
@@ -336,6 +393,8 @@ def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[s
     run_dir = Path(config.out_dir)
     if main_process:
         runs.check_run_dir(run_dir, config.resume, config.overwrite)
+        if config.tensorboard:
+            _summary_writer(None)  # is tensorboard installed?
     seed_everything(config.seed + rank)  # same data order (seeded separately), own dropout masks
     batches = task.setup(device)
     # Under torchrun, rank r of w takes the batches r, w + r, 2w + r, ... of the single-process
@@ -345,7 +404,7 @@ def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[s
         raise ValueError(
             f"{world} processes need at least {world} batches per epoch, got {len(batches)}"
         )
-    total = config.max_steps or config.epochs * per_epoch
+    total = config.total_steps(per_epoch)
     optimizers = task.configure_optimizers()
     trainer = Trainer(config, device, optimizers, world)
     schedulers = {
@@ -355,6 +414,9 @@ def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[s
     run = None
     if main_process:  # all checks passed: now the run directory may change
         run = stack.enter_context(runs.open_run(run_dir, config.resume, config.overwrite))
+    board = None
+    if main_process and config.tensorboard:
+        board = stack.enter_context(contextlib.closing(_summary_writer(run_dir)))
     if world > 1:
         dist.barrier()  # rank 0 has repaired the folder before the others read it
     start = 0
@@ -382,8 +444,14 @@ def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[s
 
     def write(record: dict) -> None:
         if main_process:
+            for callback in callbacks:
+                record.update(callback(dict(record)) or {})
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if board is not None:
+                for key, value in record.items():
+                    if key not in ("step", "split") and isinstance(value, (int, float)):
+                        board.add_scalar(f"{record['split']}/{key}", value, record["step"])
 
     sums: dict[str, torch.Tensor] = {}
     count = 0
@@ -407,12 +475,14 @@ def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[s
             )
 
     task.model.train()
-    bar = tqdm(
-        total=total,
-        initial=start,
-        disable=not (config.progress and main_process),
-        desc=task.kind,
-        unit="step",
+    bar = stack.enter_context(
+        progress_bar(
+            total=total,
+            initial=start,
+            disable=not (config.progress and main_process),
+            desc=task.kind,
+            unit="step",
+        )
     )
     for step in range(start, total):
         out = task.train_step(batches.get(step * world + rank), step, trainer)
@@ -478,11 +548,21 @@ def _fit(task: Task, config: TrainConfig, stack: contextlib.ExitStack) -> dict[s
             if main_process:
                 save(done)
             last_saved = done
-    bar.close()
     if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
     task.model.eval()
     return {"run_dir": str(run_dir), "step": total, "train": last_train, "eval": last_eval}
+
+
+def _summary_writer(run_dir: Path | None):
+    """A TensorBoard writer logging into ``run_dir/tensorboard`` (``None``: only check)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ValueError(
+            "tensorboard=True needs the tensorboard package: pip install 'genai[tensorboard]'"
+        ) from e
+    return SummaryWriter(str(run_dir / "tensorboard")) if run_dir is not None else None
 
 
 def _restore(

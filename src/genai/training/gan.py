@@ -6,15 +6,26 @@ one generator update, which reuses that step's fakes (so a batch costs one G for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from genai.data.images import ImageBatches, ImageDataset, as_dataset
 from genai.models.gan import GAN, LOSSES, d_loss, g_loss
 from genai.plots import save_grid
-from genai.training.engine import TrainConfig, Trainer, fit, make_adamw, maybe_compile
+from genai.training.engine import (
+    Callback,
+    TrainConfig,
+    Trainer,
+    decay_groups,
+    fit,
+    make_adamw,
+    maybe_compile,
+)
+from genai.validation import coerce_config
 
 
 @dataclass
@@ -40,7 +51,6 @@ class GANTrainConfig(TrainConfig):
     """
 
     out_dir: str = "runs/gan"
-    epochs: int | None = 120
     batch_size: int = 64
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -52,10 +62,10 @@ class GANTrainConfig(TrainConfig):
     augment: bool = True
     mode_seeking: float = 0.05
 
+    default_max_steps: ClassVar[int] = 9360  # 120 epochs of the 5,000 offline digits
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.d_steps_per_g_step < 1:
@@ -145,9 +155,9 @@ class GANTask:
         return ImageBatches(self.data, c.batch_size, c.seed, device)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.config  # AdamW without weight decay is Adam
+        c = self.config  # AdamW without weight decay (the default) is Adam
         return {
-            name: make_adamw(net.parameters(), c.lr, self.device, betas=c.betas)
+            name: make_adamw(decay_groups(net, c.weight_decay), c.lr, self.device, betas=c.betas)
             for name, net in (("g", self.model.generator), ("d", self.model.discriminator))
         }
 
@@ -229,14 +239,18 @@ class GANTask:
 
 
 def train_gan(
-    model: GAN, data: ImageDataset | torch.Tensor, config: GANTrainConfig | None = None
+    model: GAN,
+    data: ImageDataset | torch.Tensor,
+    config: GANTrainConfig | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict:
     """Train ``model`` on ``data`` (an :class:`ImageDataset` or uint8 images ``(N, 1, 28, 28)``).
 
     Writes the run directory ``config.out_dir`` (with a fixed-noise sample grid per epoch, one
     row per class when conditional) and returns :func:`fit`'s summary; the model is trained in
     place. ``metrics.jsonl`` logs ``d_loss``, ``g_loss``, ``d_real`` = mean D(x) and ``d_fake``
-    = mean D(G(z)) (as probabilities), and ``loss`` = their sum of losses.
+    = mean D(G(z)) (as probabilities), and ``loss`` = their sum of losses. ``config`` may be a
+    dict of :class:`GANTrainConfig` fields; ``callbacks`` are as in :func:`fit`.
     """
-    config = config or GANTrainConfig()
-    return fit(GANTask(model, as_dataset(data), config), config)
+    config = coerce_config(config, GANTrainConfig)
+    return fit(GANTask(model, as_dataset(data), config), config, callbacks)

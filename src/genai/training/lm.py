@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -14,6 +14,7 @@ from genai import checkpoint
 from genai.data.text import TokenBatches, Tokenizer, decode_stream, random_windows, split_tokens
 from genai.models.gpt import GPT
 from genai.training.engine import (
+    Callback,
     TrainConfig,
     Trainer,
     decay_groups,
@@ -21,6 +22,7 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
+from genai.validation import coerce_config
 
 
 @dataclass
@@ -38,8 +40,6 @@ class LMTrainConfig(TrainConfig):
     """
 
     out_dir: str = "runs/gpt"
-    epochs: int | None = None
-    max_steps: int | None = 5000
     batch_size: int = 12
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -57,6 +57,7 @@ class LMTrainConfig(TrainConfig):
     sample_prompt: str = ""
     sample_temperature: float = 0.8
 
+    default_max_steps: ClassVar[int] = 5000
     fixed_on_resume: ClassVar[tuple[str, ...]] = (
         "batch_size",
         "seed",
@@ -175,17 +176,19 @@ def train_lm(
     tokenizer: Tokenizer,
     config: LMTrainConfig | None = None,
     source: str = "text",
+    callbacks: Sequence[Callback] = (),
 ) -> dict:
     """Train ``model`` on ``text`` (a string, or its ``(N,)`` token ids) in place.
 
     Writes the run directory ``config.out_dir`` (with the tokenizer, so :func:`genai.load` returns
     a model that can :func:`generate_text`) and returns :func:`fit`'s summary. The model keeps
-    the tokenizer as ``model.tokenizer``.
+    the tokenizer as ``model.tokenizer``. ``config`` may be a dict of :class:`LMTrainConfig`
+    fields; ``callbacks`` are as in :func:`fit`.
 
     Raises:
         ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
     """
-    config = config or LMTrainConfig()
+    config = coerce_config(config, LMTrainConfig)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
@@ -195,7 +198,7 @@ def train_lm(
     if len(tokens) == 0:
         raise ValueError("the training text is empty")
     model.tokenizer = tokenizer
-    return fit(LMTask(model, tokens.long(), tokenizer, config, source), config)
+    return fit(LMTask(model, tokens.long(), tokenizer, config, source), config, callbacks)
 
 
 def _model_and_tokenizer(

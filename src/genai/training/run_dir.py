@@ -24,14 +24,29 @@ from genai import checkpoint
 
 log = logging.getLogger(__name__)
 
-METRICS, PLOT, SAMPLES, PREVIOUS = "metrics.jsonl", "loss.png", "samples", ".previous-run"
+METRICS, PLOT, SAMPLES = "metrics.jsonl", "loss.png", "samples"
+PREVIOUS = checkpoint.ASIDE
 _SAMPLE = re.compile(r"^step_\d{7}\.(png|txt)$")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds files of a genai run: a checkpoint, or a metrics log."""
+    if checkpoint.is_run_dir(run_dir):
+        return True
+    try:
+        with open(run_dir / METRICS) as f:
+            record = json.loads(f.readline())
+        return isinstance(record, dict) and "step" in record and "split" in record
+    except (OSError, ValueError):
+        return False
 
 
 def genai_files(run_dir: Path) -> list[Path]:
     """The files in ``run_dir`` that training wrote (never a user's own files)."""
+    if not holds_run(run_dir):
+        return []
     names = [*checkpoint.FILES, METRICS, PLOT]
-    found = [run_dir / n for n in names if (run_dir / n).exists() or (run_dir / n).is_symlink()]
+    found = [run_dir / n for n in names if (run_dir / n).exists()]
     samples = run_dir / SAMPLES
     if samples.is_dir():
         found += sorted(p for p in samples.iterdir() if _SAMPLE.match(p.name) and p.is_file())
@@ -52,11 +67,15 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         checkpoint.load_config(run_dir)
         return
-    existing = (
-        [p.relative_to(run_dir).as_posix() for p in genai_files(run_dir)]
-        if run_dir.is_dir()
-        else []
-    )
+    if not run_dir.is_dir():
+        return
+    existing = [p.relative_to(run_dir).as_posix() for p in genai_files(run_dir)]
+    foreign = [n for n in (*checkpoint.FILES, METRICS) if (run_dir / n).exists()]
+    if foreign and not existing:
+        raise FileExistsError(
+            f"out_dir {str(run_dir)!r} holds {', '.join(foreign)} that genai did not write; "
+            "choose another out_dir (genai never replaces files it did not write)"
+        )
     if existing and not overwrite:
         shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
         raise FileExistsError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import torch
 from genai.data.images import ImageBatches, ImageDataset, as_dataset, fixed_binarization, to_float
 from genai.models.vae import VAE
 from genai.plots import save_grid
-from genai.training.engine import TrainConfig, Trainer, fit, make_adamw, maybe_compile
+from genai.training.engine import (
+    Callback,
+    TrainConfig,
+    Trainer,
+    decay_groups,
+    fit,
+    make_adamw,
+    maybe_compile,
+)
+from genai.validation import coerce_config
 
 
 @dataclass
@@ -95,7 +105,7 @@ class VAETask:
         c = self.config
         return {
             "vae": make_adamw(
-                self.model.parameters(), c.lr, self.device, weight_decay=c.weight_decay
+                decay_groups(self.model, c.weight_decay), c.lr, self.device, betas=c.betas
             )
         }
 
@@ -129,12 +139,14 @@ def train_vae(
     data: ImageDataset | torch.Tensor,
     config: VAETrainConfig | None = None,
     eval_data: ImageDataset | torch.Tensor | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict:
     """Train ``model`` on ``data`` (an :class:`ImageDataset` or uint8 images ``(N, 1, 28, 28)``).
 
     Writes the run directory ``config.out_dir`` and returns :func:`fit`'s summary; the model is
-    trained in place. ``eval_data`` gives the test ELBO at each eval step.
+    trained in place. ``eval_data`` gives the test ELBO at each eval step. ``config`` may be a
+    dict of :class:`VAETrainConfig` fields; ``callbacks`` are as in :func:`fit`.
     """
-    config = config or VAETrainConfig()
+    config = coerce_config(config, VAETrainConfig)
     eval_data = as_dataset(eval_data) if eval_data is not None else None
-    return fit(VAETask(model, as_dataset(data), config, eval_data), config)
+    return fit(VAETask(model, as_dataset(data), config, eval_data), config, callbacks)

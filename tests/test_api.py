@@ -1,0 +1,169 @@
+"""One API across the three models: save/load, configs, callbacks, pictures, global state."""
+
+import json
+
+import pytest
+import torch
+
+import genai
+from genai.data.text import BPETokenizer
+
+
+def tiny_models():
+    return {
+        "vae": genai.VAE(genai.VAEConfig(arch="mlp", latent_dim=3, hidden_dims=(16,))),
+        "gan": genai.GAN(genai.GANConfig(arch="mlp", latent_dim=4, g_width=8, d_width=8, num_classes=3)),
+        "gpt": genai.GPT(genai.GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8)),
+    }  # fmt: skip
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("kind", ["vae", "gan", "gpt"])
+def test_save_pretrained_round_trip_is_exact(tmp_path, kind):
+    model = tiny_models()[kind]
+    cls = type(model)
+    path = model.save_pretrained(tmp_path / kind)
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    loaded = cls.from_pretrained(path, device="cpu")
+    assert same_weights(model, loaded) and loaded.config == model.config and not loaded.training
+    assert same_weights(model, genai.load(path, "cpu"))  # the kind-agnostic loader reads it too
+    other = genai.VAE if cls is not genai.VAE else genai.GAN
+    with pytest.raises(
+        genai.CheckpointError, match=f"holds a {cls.__name__}, not a {other.__name__}"
+    ):
+        other.from_pretrained(path)
+    model.save_pretrained(path)  # a saved model may be replaced by a new save
+
+
+def test_gpt_from_huggingface_saves_with_its_tokenizer(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    text = "China is a country in East Asia. 中国是东亚的一个国家。 " * 10
+    bpe = BPETokenizer.train(text, vocab_size=280)
+    folder = tmp_path / "hf"
+    config = transformers.GPT2Config(vocab_size=280, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    bpe.tokenizer.save(str(folder / "tokenizer.json"))
+    gpt = genai.GPT.from_huggingface(folder)
+    gpt.save_pretrained(tmp_path / "mine")
+    back = genai.GPT.from_pretrained(tmp_path / "mine", device="cpu")
+    assert same_weights(gpt, back)
+    assert back.tokenizer.encode(text) == bpe.encode(text)
+    a = genai.generate_text(gpt, "China", max_new_tokens=6, temperature=0)
+    assert genai.generate_text(back, "China", max_new_tokens=6, temperature=0) == a
+
+
+def test_save_pretrained_never_replaces_a_training_run(tmp_path, idx_root):
+    data = genai.load_images("mnist", "train", root=idx_root)
+    vae = tiny_models()["vae"]
+    run = tmp_path / "run"
+    genai.train_vae(
+        vae, data, dict(out_dir=str(run), max_steps=2, batch_size=20, device="cpu", progress=False)
+    )
+    before = (run / "state.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="holds a training run"):
+        vae.save_pretrained(run)
+    assert (run / "state.pt").read_bytes() == before
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="genai did not write"):
+        vae.save_pretrained(tmp_path / "mine")
+
+
+def test_every_model_builds_without_a_config_and_from_a_dict():
+    for cls, config_cls in (
+        (genai.VAE, genai.VAEConfig),
+        (genai.GAN, genai.GANConfig),
+        (genai.GPT, genai.GPTConfig),
+    ):
+        assert cls().config == config_cls()
+    assert genai.GPT({"n_layer": 1, "n_head": 2, "n_embd": 8}).config.n_layer == 1
+    with pytest.raises(
+        TypeError, match="config must be a VAEConfig \\(or a dict of its fields\\), got GANConfig"
+    ):
+        genai.VAE(genai.GANConfig())
+    with pytest.raises(TypeError, match="VAEConfig has no field\\(s\\) latent"):
+        genai.VAE({"latent": 3})
+    with pytest.raises(TypeError, match="config must be a VAETrainConfig"):
+        genai.train_vae(
+            genai.VAE(), torch.zeros(4, 1, 28, 28, dtype=torch.uint8), genai.GANTrainConfig()
+        )
+
+
+def test_registry_names_every_model_with_its_config():
+    from genai.models import MODELS, kind_of, list_models
+
+    assert list_models() == ["vae", "gpt", "gan"]
+    for name, (config_cls, cls) in MODELS.items():
+        assert config_cls.__name__ == cls.__name__ + "Config"
+        assert kind_of(genai.get_model(name)) == name
+
+
+def test_training_length_has_one_meaning():
+    cfg = genai.VAETrainConfig()
+    assert cfg.total_steps(39) == genai.VAETrainConfig.default_max_steps  # neither given
+    assert genai.VAETrainConfig(epochs=2).total_steps(39) == 78
+    assert genai.VAETrainConfig(epochs=2, max_steps=5).total_steps(39) == 5  # max_steps wins
+    assert genai.LMTrainConfig(epochs=1).total_steps(7) == 7  # epochs counts for the GPT too
+
+
+def test_callbacks_log_the_users_metrics(tmp_path, idx_root):
+    data = genai.load_images("mnist", "train", root=idx_root)
+    seen = []
+
+    def my_metric(record):
+        seen.append(record["step"])
+        return {"twice_loss": 2 * record["loss"]} if record["split"] == "train" else None
+
+    cfg = genai.VAETrainConfig(out_dir=str(tmp_path / "run"), max_steps=4, log_every=2, batch_size=20,
+                               device="cpu", progress=False, eval_every=4)  # fmt: skip
+    genai.train_vae(tiny_models()["vae"], data, cfg, eval_data=data, callbacks=[my_metric])
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == [2, 4] and seen == [2, 4, 4]
+    assert all(r["twice_loss"] == 2 * r["loss"] for r in train)
+
+
+def test_show_returns_a_picture_for_any_images():
+    from PIL import Image
+
+    image = genai.show(torch.rand(10, 1, 28, 28), nrow=5)
+    assert isinstance(image, Image.Image) and image.size == (5 * 30 + 2, 2 * 30 + 2)
+    rgb = genai.show(
+        torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8).numpy(), nrow=3, scale=2
+    )
+    assert rgb.mode == "RGB" and rgb.size == (2 * (3 * 18 + 2), 2 * (18 + 2))
+    white = genai.show(torch.ones(1, 1, 4, 4))
+    assert white.getpixel((3, 3)) == 255
+    with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\)"):
+        genai.show(torch.rand(2, 5, 4, 4))
+    with pytest.raises(ValueError, match="nrow must be a positive integer"):
+        genai.show(torch.rand(2, 1, 4, 4), nrow=0)
+
+
+def test_training_never_touches_matplotlib_state(tmp_path, idx_root):
+    import matplotlib
+
+    matplotlib.use("svg")  # a user's choice
+    data = genai.load_images("mnist", "train", root=idx_root)
+    cfg = genai.VAETrainConfig(
+        out_dir=str(tmp_path / "run"), max_steps=2, batch_size=20, device="cpu", progress=False
+    )
+    genai.train_vae(tiny_models()["vae"], data, cfg)
+    assert matplotlib.get_backend().lower() == "svg"
+    assert (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, genai; print(' '.join(m for m in ('torchvision', 'matplotlib', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
