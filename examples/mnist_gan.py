@@ -25,17 +25,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--epochs", type=int, default=None, help="default: GANTrainConfig's")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.out)
     data = genai.load_images("mnist", "train", root=args.root)
-    length = {"epochs": None, "max_steps": args.max_steps} if args.max_steps else {}
-    if args.epochs:
-        length["epochs"] = args.epochs
+    length = {"epochs": args.epochs, "max_steps": args.max_steps}  # None: the defaults
     paths = []
     for name, num_classes in (("unconditional", None), ("digits", 10)):
+        torch.manual_seed(args.seed)  # the initialization is part of the seeded run
         gan = genai.GAN(genai.GANConfig(num_classes=num_classes))
         config = genai.GANTrainConfig(
-            out_dir=str(out / name), device=args.device, overwrite=True, **length
+            out_dir=str(out / name), device=args.device, overwrite=True, seed=args.seed, **length
         )
         genai.train_gan(gan, data, config)
         gen = torch.Generator(next(gan.parameters()).device).manual_seed(0)

@@ -26,16 +26,18 @@ def main() -> None:
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p.add_argument("--root", default=None)
     p.add_argument("--download", action="store_true")
-    p.add_argument("--max-steps", type=int, default=3000)
+    p.add_argument("--max-steps", type=int, default=None, help="default: VAETrainConfig's")
     p.add_argument("--out", default="runs/mnist_vae")
     p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     out = Path(args.out)
 
     train = genai.load_images(args.dataset, "train", root=args.root, download=args.download)
-    common = dict(epochs=None, max_steps=args.max_steps, lr=2e-3, lr_schedule="cosine",
-                  binarize=True, device=args.device, overwrite=True)  # fmt: skip
+    common = dict(max_steps=args.max_steps, seed=args.seed, binarize=True, device=args.device,
+                  overwrite=True)  # fmt: skip
 
+    torch.manual_seed(args.seed)  # the initialization is part of the seeded run
     vae = genai.VAE(genai.VAEConfig())
     genai.train_vae(vae, train, genai.VAETrainConfig(out_dir=str(out / "vae"), **common))
     digits = train.images[
@@ -44,6 +46,7 @@ def main() -> None:
     for path in save_vae_figures(vae, digits, out / "vae"):
         print(path)
 
+    torch.manual_seed(args.seed)
     flat = genai.VAE(genai.VAEConfig(latent_dim=2))
     genai.train_vae(flat, train, genai.VAETrainConfig(out_dir=str(out / "vae2d"), **common))
     with torch.no_grad():

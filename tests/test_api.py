@@ -167,3 +167,21 @@ def test_import_is_light():
     code = "import sys, genai; print(' '.join(m for m in ('torchvision', 'matplotlib', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_gpt_runs_remember_their_text(tmp_path, monkeypatch):
+    from genai.cli import main
+
+    corpus = tmp_path / "data" / "input.txt"
+    corpus.parent.mkdir()
+    corpus.write_text("To be, or not to be, that is the question. " * 30)
+    monkeypatch.chdir(tmp_path)
+    small = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--device", "cpu",
+             "--no-progress", "--sample-tokens", "0"]  # fmt: skip
+    assert main(["-q", "train", "gpt", "--corpus", "shakespeare", "--root", "data", "--max-steps", "2",
+                 "--out-dir", "run", *small]) == 0  # fmt: skip
+    data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert data == {"source": "shakespeare", "root": str(tmp_path / "data")}
+    monkeypatch.chdir(tmp_path / "data")  # elsewhere: the recorded absolute root is found
+    assert main(["-q", "train", "gpt", "--resume", str(tmp_path / "run"), "--max-steps", "4"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["step"] == 4

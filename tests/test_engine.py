@@ -213,8 +213,8 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_train_config_validation():
-    with pytest.raises(ValueError, match="set max_steps or epochs"):
-        TrainConfig(epochs=None)
+    with pytest.raises(ValueError, match="epochs must be > 0"):
+        TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="max_steps must be > 0"):
         TrainConfig(max_steps=0)
     with pytest.raises(ValueError, match="lr_schedule must be one of"):

@@ -210,7 +210,8 @@ def test_temperature_zero_is_greedy():
     ("kwargs", "match"),
     [
         (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
-        (dict(temperature=-0.1), "temperature must be >= 0"),
+        (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
+        (dict(temperature=float("inf")), "temperature must be a finite number >= 0"),
         (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
         (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
         (dict(top_k=0), "top_k must be >= 1"),

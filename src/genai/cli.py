@@ -130,15 +130,18 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
     from genai.models.gpt import GPT
     from genai.training.lm import train_lm
 
-    if config.resume:
+    root = args.root
+    if config.resume:  # the run's own data unless told otherwise
         saved = checkpoint.load_config(config.out_dir)
-        source = args.text or args.corpus or saved.get("data", {}).get("source")
+        data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+        source = args.text or args.corpus or data.get("source")
+        root = root if (args.text or args.corpus or root) else data.get("root")
         if not isinstance(saved.get("tokenizer"), dict):
             raise checkpoint.CheckpointError(f"{config.out_dir}: config.json has no tokenizer")
         tokenizer = tokenizer_from_dict(saved["tokenizer"])
     else:
         source = args.text or args.corpus or "python-stdlib"
-    text = load_text(source, root=args.root, download=args.download)
+    text = load_text(source, root=root, download=args.download)
     if not config.resume:
         tokenizer = build_tokenizer(args.tokenizer, text, args.bpe_vocab)
         vocab_size = getattr(args, "vocab_size", tokenizer.vocab_size)  # given, or the data's
@@ -150,7 +153,10 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
         # The vocabulary comes from the data: rebuild the model at its size, seeded by the run.
         torch.manual_seed(config.seed)
         model = GPT(dataclasses.replace(model.config, vocab_size=vocab_size))
-    return train_lm(model, text, tokenizer, config, source=source)
+    if Path(source).exists():  # a file, folder (or root) that a later --resume must find again
+        source = str(Path(source).resolve())
+    data = {"source": source, "root": str(Path(root).resolve()) if root else None}
+    return train_lm(model, text, tokenizer, config, source=data)
 
 
 def _run_gan(model, config, args: argparse.Namespace) -> dict:

@@ -106,7 +106,7 @@ class LMTask:
         tokens: torch.Tensor,
         tokenizer: Tokenizer,
         config: LMTrainConfig,
-        source: str,
+        source: str | dict,
     ):
         self.model, self.tokenizer, self.config, self.source = model, tokenizer, config, source
         self.train_tokens, self.val_tokens = split_tokens(tokens, config.val_fraction)
@@ -167,7 +167,8 @@ class LMTask:
         return path
 
     def checkpoint_extra(self) -> dict:
-        return {"tokenizer": self.tokenizer.to_dict(), "data": {"source": self.source}}
+        data = self.source if isinstance(self.source, dict) else {"source": self.source}
+        return {"tokenizer": self.tokenizer.to_dict(), "data": data}
 
 
 def train_lm(
@@ -175,7 +176,7 @@ def train_lm(
     text: str | torch.Tensor,
     tokenizer: Tokenizer,
     config: LMTrainConfig | None = None,
-    source: str = "text",
+    source: str | dict = "text",
     callbacks: Sequence[Callback] = (),
 ) -> dict:
     """Train ``model`` on ``text`` (a string, or its ``(N,)`` token ids) in place.
@@ -183,7 +184,9 @@ def train_lm(
     Writes the run directory ``config.out_dir`` (with the tokenizer, so :func:`genai.load` returns
     a model that can :func:`generate_text`) and returns :func:`fit`'s summary. The model keeps
     the tokenizer as ``model.tokenizer``. ``config`` may be a dict of :class:`LMTrainConfig`
-    fields; ``callbacks`` are as in :func:`fit`.
+    fields; ``source`` describes the text for ``config.json`` (a name or path, or a dict such
+    as ``{"source": "shakespeare", "root": "data/"}``), so that ``--resume`` reads it again;
+    ``callbacks`` are as in :func:`fit`.
 
     Raises:
         ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
