@@ -111,7 +111,14 @@ def _run_vae(model, config, args: argparse.Namespace) -> dict:
 
 def _text_flags(parser: argparse.ArgumentParser) -> None:
     from genai.data.text import CORPORA, TOKENIZERS
+    from genai.models.gpt import RECIPES
 
+    parser.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=None,
+        help="start from a named recipe's model and training settings (flags override them)",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", default=None, help="a text file, folder or glob to train on")
     source.add_argument("--corpus", choices=CORPORA, default=None, help="a named corpus")
@@ -201,6 +208,12 @@ def _train(args: argparse.Namespace) -> None:
         train_fields["epochs"] = None
     if "epochs" in train_fields and "max_steps" not in train_fields:
         train_fields["max_steps"] = None
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None:
+        if args.resume:
+            raise ValueError("--recipe cannot be given with --resume (the run keeps its settings)")
+        model_fields = dataclasses.asdict(spec.model_config.recipe(recipe, **model_fields))
+        train_fields = dataclasses.asdict(spec.train_config.recipe(recipe, **train_fields))
     if args.resume:
         saved = checkpoint.load_config(args.resume)
         if saved["kind"] != args.kind:

@@ -1,9 +1,14 @@
 """A GPT-2-style decoder-only Transformer language model with a KV-cached sampler.
 
-Layout (GPT-2): token + learned position embeddings, ``n_layer`` pre-LayerNorm blocks of causal
-self-attention and a 4x GELU MLP, a final LayerNorm, and an output head tied to the token
-embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weights map one to one
+Layout (GPT-2, the default): token + learned position embeddings, ``n_layer`` pre-LayerNorm blocks
+of causal self-attention and a 4x GELU MLP, a final LayerNorm, and an output head tied to the
+token embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weights map one to one
 (:meth:`GPT.from_huggingface`, :meth:`GPT.to_huggingface`).
+
+:class:`GPTConfig` also has the options of newer small-model recipes (modded-nanogpt), each off by
+default: rotary position embeddings, RMSNorm, QK-norm, a ReLU^2 or SwiGLU MLP, an untied head,
+zero-initialized output projections, logit soft-capping. ``GPTConfig.recipe("modern")`` turns on
+the combination measured best in docs/gpt.md.
 """
 
 from __future__ import annotations
@@ -24,6 +29,35 @@ from genai.validation import check_fields, coerce_config
 # The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
+POS_EMBS = ("learned", "rope")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "relu2", "swiglu")
+
+# GPT-2's value of every layout option; a model that differs cannot be exported to Hugging Face.
+_GPT2_LAYOUT = {
+    "pos_emb": "learned",
+    "norm": "layernorm",
+    "qk_norm": False,
+    "mlp": "gelu",
+    "tie_weights": True,
+    "logit_softcap": 0.0,
+}
+
+# Named model layouts; the matching optimizer settings are LMTrainConfig.recipe's.
+RECIPES: dict[str, dict[str, Any]] = {
+    "gpt2": {},
+    "modern": {
+        "pos_emb": "rope",
+        "norm": "rmsnorm",
+        "qk_norm": True,
+        "mlp": "relu2",
+        "tie_weights": False,
+        "zero_init": True,
+        "logit_softcap": 15.0,
+        "bias": False,
+    },
+}
+
 
 @dataclass
 class GPTConfig:
@@ -37,6 +71,15 @@ class GPTConfig:
         n_embd: width of the residual stream.
         dropout: dropout on embeddings, attention weights and residual branches, in [0, 1).
         bias: biases in the Linear layers and LayerNorms (GPT-2 has them).
+        pos_emb: "learned" absolute position embeddings (GPT-2) or "rope" (rotary embeddings
+            of the queries and keys, no position table).
+        norm: "layernorm" (GPT-2) or "rmsnorm".
+        qk_norm: RMS-normalize queries and keys per head before attention.
+        mlp: "gelu" (GPT-2's 4x tanh-GELU), "relu2" (4x ReLU squared) or "swiglu" (a SiLU-gated
+            MLP with 8/3x width, rounded up to a multiple of 8, to keep the parameter count).
+        tie_weights: the output head shares the token embedding's weights (GPT-2).
+        zero_init: initialize every residual output projection (and an untied head) to zero.
+        logit_softcap: if > 0, logits become ``cap * tanh(logits / cap)``; 0 is off.
     """
 
     vocab_size: int = 65
@@ -46,6 +89,24 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = True
+    pos_emb: str = "learned"
+    norm: str = "layernorm"
+    qk_norm: bool = False
+    mlp: str = "gelu"
+    tie_weights: bool = True
+    zero_init: bool = False
+    logit_softcap: float = 0.0
+
+    @classmethod
+    def recipe(cls, name: str, **overrides: Any) -> GPTConfig:
+        """The model layout of a named recipe ("gpt2" or "modern"), with ``overrides`` applied.
+
+        Example: ``GPTConfig.recipe("modern", n_layer=4, n_embd=128)``. The optimizer side of a
+        recipe is ``LMTrainConfig.recipe(name)``.
+        """
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[name], **overrides})
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -57,19 +118,137 @@ class GPTConfig:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, choices in (("pos_emb", POS_EMBS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"pos_emb='rope' needs an even head size, got n_embd/n_head = "
+                f"{self.n_embd // self.n_head}"
+            )
+        if not self.logit_softcap >= 0:
+            raise ValueError(f"logit_softcap must be >= 0 (0 = off), got {self.logit_softcap}")
+
+    def non_gpt2_options(self) -> list[str]:
+        """The layout options set away from GPT-2's values, as ``name=value`` strings."""
+        return [
+            f"{name}={getattr(self, name)!r}"
+            for name, value in _GPT2_LAYOUT.items()
+            if getattr(self, name) != value
+        ]
 
 
 class KVCache:
     """Keys and values of every layer for the positions already processed.
 
-    Buffers are allocated once at ``block_size``; ``length`` positions are filled.
+    Buffers are allocated once at ``block_size``. A dynamic cache (default) counts its filled
+    positions in a Python int and attends over exactly those. A *static* cache keeps every shape
+    fixed: the position is a device tensor, new keys are written with ``index_copy_`` and
+    attention runs over the whole buffer with a mask, so one decoding step has the same shapes
+    and no host synchronization at every position (what CUDA-graph capture needs).
+
+    Args:
+        config: the model's config (sizes of the buffers).
+        batch: rows of the batch.
+        device: where the buffers live.
+        dtype: dtype of the keys and values.
+        static: fixed shapes, as above.
     """
 
-    def __init__(self, config: GPTConfig, batch: int, device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self,
+        config: GPTConfig,
+        batch: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        static: bool = False,
+    ):
         shape = (batch, config.n_head, config.block_size, config.n_embd // config.n_head)
-        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.length = 0
+        # A static cache attends over unwritten slots under a mask: zeros, never NaN garbage.
+        alloc = torch.zeros if static else torch.empty
+        self.k = [alloc(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [alloc(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.static = static
+        self.length: int | torch.Tensor = (
+            torch.zeros((), dtype=torch.long, device=device) if static else 0
+        )
+
+    def positions(self, T: int, device: torch.device) -> torch.Tensor:
+        """``(T,)`` the positions of the next T tokens."""
+        return self.length + torch.arange(T, device=device)
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """Append ``(B, H, T, hd)`` keys and values of ``layer``.
+
+        Returns:
+            ``(keys, values, mask, is_causal)`` for ``F.scaled_dot_product_attention`` of the T
+            new queries against every cached position.
+        """
+        T = k.shape[2]
+        if self.static:
+            pos = self.positions(T, k.device)  # (T,)
+            self.k[layer].index_copy_(2, pos, k)
+            self.v[layer].index_copy_(2, pos, v)
+            slots = torch.arange(self.k[layer].shape[2], device=k.device)
+            return self.k[layer], self.v[layer], slots[None, :] <= pos[:, None], False
+        start, end = self.length, self.length + T
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, H, end, hd)
+        if start == 0:
+            return k, v, None, True
+        # New queries see every cached key and the new keys up to themselves.
+        mask = torch.ones(T, end, dtype=torch.bool, device=k.device).tril(start) if T > 1 else None
+        return k, v, mask, False
+
+    def advance(self, T: int) -> None:
+        """Mark T more positions as filled (in place, so a static cache keeps its tensor)."""
+        if self.static:
+            self.length.add_(T)
+        else:
+            self.length += T
+
+    def reset(self) -> None:
+        """Empty the cache, keeping its buffers."""
+        if self.static:
+            self.length.zero_()
+        else:
+            self.length = 0
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """RMS normalization over the last dimension, without a gain."""
+    return F.rms_norm(x, (x.shape[-1],))
+
+
+def norm_layer(config: GPTConfig) -> nn.Module:
+    """The block's normalization: GPT-2's LayerNorm or RMSNorm (both with a gain)."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=1e-6)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021) of ``(B, H, T, hd)`` queries or keys.
+
+    Channel pairs ``(i, i + hd/2)`` are rotated by the angle ``pos * base^(-2i/hd)``, so the dot
+    product of a query and a key depends on their positions only through their distance.
+    """
+
+    def __init__(self, head_dim: int, block_size: int, base: float = 10000.0):
+        super().__init__()
+        freqs = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), freqs)  # (T, hd/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x`` ``(B, H, T, hd)`` at positions ``pos`` ``(T,)``."""
+        cos, sin = self.cos[pos].to(x.dtype), self.sin[pos].to(x.dtype)  # (T, hd/2)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -79,12 +258,19 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        head_dim = config.n_embd // config.n_head
+        self.rotary = Rotary(head_dim, config.block_size) if config.pos_emb == "rope" else None
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend causally; with ``cache``, ``x`` continues the cached positions.
 
@@ -92,23 +278,20 @@ class CausalSelfAttention(nn.Module):
             x: ``(B, T, C)`` hidden states of T new positions.
             cache: keys/values of the earlier positions; this call appends the new ones.
             layer: index of this block in the cache.
+            pos: ``(T,)`` positions of the new tokens (needed with rotary embeddings).
         """
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        if self.qk_norm:
+            q, k = rms_norm(q), rms_norm(k)
+        if self.rotary is not None:
+            q, k = self.rotary(q, pos), self.rotary(k, pos)
         mask, causal = None, True
         if cache is not None:
-            start = cache.length
-            end = start + T
-            cache.k[layer][:, :, start:end] = k
-            cache.v[layer][:, :, start:end] = v
-            k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, H, end, hd)
-            if start > 0:  # new queries see every cached key and the new keys up to themselves
-                causal = False
-                if T > 1:
-                    mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(start)
+            k, v, mask, causal = cache.update(layer, k, v)  # (B, H, S, hd) each
         dropout = self.dropout if self.training else 0.0
         if q.dtype == torch.bfloat16 and x.device.type == "cpu":
             # The CPU flash-attention backward is ~5x slower in bf16 than in fp32 (torch 2.14,
@@ -123,33 +306,56 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+def swiglu_width(n_embd: int) -> int:
+    """Hidden width of the SwiGLU MLP: 8/3 n_embd rounded up to a multiple of 8."""
+    return -(-8 * n_embd // 24) * 8
+
+
 class MLP(nn.Module):
-    """The 4x feed-forward block with GPT-2's tanh-approximated GELU."""
+    """The feed-forward block: GPT-2's 4x tanh-GELU, 4x ReLU^2, or SwiGLU.
+
+    SwiGLU's ``c_fc`` holds the gate and the value side by side: ``silu(x W_g) * (x W_v)``.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.kind = config.mlp
+        hidden = swiglu_width(config.n_embd) if config.mlp == "swiglu" else 4 * config.n_embd
+        fc_out = 2 * hidden if config.mlp == "swiglu" else hidden
+        self.c_fc = nn.Linear(config.n_embd, fc_out, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        h = self.c_fc(x)  # (B, T, fc_out)
+        if self.kind == "gelu":
+            h = F.gelu(h, approximate="tanh")
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
-    """A pre-LayerNorm Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+    """A pre-norm Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = norm_layer(config)
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+        x = x + self.attn(self.ln_1(x), cache, layer, pos)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -199,7 +405,7 @@ def _check_sampling(
 
 
 class GPT(nn.Module, Pretrained):
-    """A GPT-2-style causal language model.
+    """A GPT-2-style causal language model (with the layout options of :class:`GPTConfig`).
 
     Args:
         config: the model size (a :class:`GPTConfig` or a dict of its fields; default
@@ -209,23 +415,27 @@ class GPT(nn.Module, Pretrained):
     def __init__(self, config: GPTConfig | dict | None = None):
         super().__init__()
         self.config = config = coerce_config(config, GPTConfig)
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "wpe": nn.Embedding(config.block_size, config.n_embd),
-                "drop": nn.Dropout(config.dropout),
-                "h": nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
-            }
-        )
+        modules = {"wte": nn.Embedding(config.vocab_size, config.n_embd)}
+        if config.pos_emb == "learned":
+            modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        modules["drop"] = nn.Dropout(config.dropout)
+        modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        modules["ln_f"] = norm_layer(config)
+        self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # weight tying
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2 n_layer), one per residual addition.
         std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=std)
+                if config.zero_init:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=std)
+        if config.zero_init and not config.tie_weights:
+            nn.init.zeros_(self.lm_head.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -239,24 +449,36 @@ class GPT(nn.Module, Pretrained):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; the position embedding is left out by default (as in GPT-2)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
 
     def _hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T = idx.shape
-        start = cache.length if cache is not None else 0
+        # A static cache keeps its length on the device: checking it would synchronize.
+        start = 0 if cache is None or cache.static else cache.length
         if start + T > self.config.block_size:
             raise ValueError(
                 f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}"
             )
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
-        x = self.transformer.drop(
-            self.transformer.wte(idx) + self.transformer.wpe(pos)
-        )  # (B, T, C)
+        pos = (
+            torch.arange(T, device=idx.device) if cache is None else cache.positions(T, idx.device)
+        )
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(pos)
+        x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, pos)
         if cache is not None:
-            cache.length += T
+            cache.advance(T)
         return self.transformer.ln_f(x)  # (B, T, C)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Output logits ``(..., V)`` of hidden states ``(..., C)``, soft-capped if configured."""
+        logits = self.lm_head(h)
+        cap = self.config.logit_softcap
+        return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
@@ -271,7 +493,7 @@ class GPT(nn.Module, Pretrained):
             ``(logits, loss)``: logits ``(B, T, vocab_size)``; loss is the mean cross-entropy in
             nats per token, or ``None`` without targets.
         """
-        logits = self.lm_head(self._hidden(idx))  # (B, T, V)
+        logits = self._logits(self._hidden(idx))  # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(
@@ -280,7 +502,16 @@ class GPT(nn.Module, Pretrained):
         return logits, loss
 
     def _next_logits(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-        return self.lm_head(self._hidden(idx, cache)[:, -1])  # (B, V)
+        return self._logits(self._hidden(idx, cache)[:, -1])  # (B, V)
+
+    def decode_step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits ``(B, V)`` after one more token ``(B, 1)``, appended to ``cache``.
+
+        With a static cache every shape is fixed and nothing synchronizes with the host, so
+        this call can be captured in a CUDA graph (e.g. ``torch.compile(model.decode_step,
+        mode="reduce-overhead")``); the caller keeps the cache within ``block_size``.
+        """
+        return self._next_logits(token, cache)
 
     @torch.inference_mode()
     def stream(
@@ -294,6 +525,7 @@ class GPT(nn.Module, Pretrained):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
         window_shift: int | None = None,
+        static_cache: bool = False,
     ) -> Iterator[torch.Tensor]:
         """Yield new tokens one step at a time; see :meth:`generate` for the arguments.
 
@@ -317,7 +549,7 @@ class GPT(nn.Module, Pretrained):
         # full, its oldest `shift` tokens are dropped. The cache holds exactly the window, so
         # with learned absolute positions it is rebuilt once per slide, not at every token.
         window = idx[:, -block:]  # (B, T)
-        cache = self._new_cache(window) if use_cache else None
+        cache = self.new_cache(window, static_cache) if use_cache else None
         logits = self._next_logits(window, cache)  # (B, V)
         for i in range(max_new_tokens):
             token = self._sample(logits, temperature, top_k, top_p, generator)  # (B,)
@@ -331,19 +563,20 @@ class GPT(nn.Module, Pretrained):
             if window.shape[1] > block:
                 window = window[:, shift:]
                 if cache is not None:
-                    cache = self._new_cache(window)
+                    cache.reset()
                     logits = self._next_logits(window, cache)
                     continue
             if cache is None:
                 logits = self._next_logits(window, None)
             else:
-                logits = self._next_logits(token[:, None], cache)
+                logits = self.decode_step(token[:, None], cache)
 
-    def _new_cache(self, idx: torch.Tensor) -> KVCache:
+    def new_cache(self, idx: torch.Tensor, static: bool = False) -> KVCache:
+        """An empty :class:`KVCache` for the rows of ``idx`` ``(B, T)``, in the compute dtype."""
         dtype = self.transformer.wte.weight.dtype
         if torch.is_autocast_enabled(idx.device.type):
             dtype = torch.get_autocast_dtype(idx.device.type)
-        return KVCache(self.config, idx.shape[0], idx.device, dtype)
+        return KVCache(self.config, idx.shape[0], idx.device, dtype, static)
 
     @staticmethod
     def _sample(
@@ -375,6 +608,7 @@ class GPT(nn.Module, Pretrained):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
         window_shift: int | None = None,
+        static_cache: bool = False,
     ) -> torch.Tensor:
         """Sample a continuation of ``idx`` token by token.
 
@@ -395,6 +629,7 @@ class GPT(nn.Module, Pretrained):
             use_cache: use the KV cache (False recomputes the context every step).
             window_shift: tokens dropped when the window slides, in [1, block_size];
                 default ``block_size // 4``.
+            static_cache: use a fixed-shape cache (see :class:`KVCache`); same tokens.
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
@@ -410,6 +645,7 @@ class GPT(nn.Module, Pretrained):
                 generator,
                 use_cache,
                 window_shift,
+                static_cache,
             )
         )
         return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1) if tokens else idx.clone()
@@ -465,10 +701,18 @@ class GPT(nn.Module, Pretrained):
         """This model as a ``transformers.GPT2LMHeadModel`` with equal logits.
 
         Without biases (``bias=False``) the Hugging Face model gets zero biases.
+
+        Raises:
+            ValueError: the model's layout is not GPT-2's (the message names the options).
         """
+        c = self.config
+        options = c.non_gpt2_options()
+        if options:
+            raise ValueError(
+                f"to_huggingface needs GPT-2's layout; this model has {', '.join(options)}"
+            )
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        c = self.config
         hf_config = GPT2Config(
             vocab_size=c.vocab_size,
             n_positions=c.block_size,

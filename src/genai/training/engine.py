@@ -36,7 +36,7 @@ from genai.validation import check_fields
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "wsd")
 
 
 @dataclass
@@ -59,8 +59,9 @@ class TrainConfig:
         weight_decay: decoupled weight decay (AdamW) of weight matrices and convolution
             kernels; biases, norms and embeddings of dimension < 2 are never decayed.
         warmup_steps: linear warmup of the learning rate from 0.
-        lr_schedule: ``"constant"`` or ``"cosine"`` (down to ``min_lr_ratio * lr``).
-        min_lr_ratio: the cosine schedule's final learning rate, as a fraction of ``lr``.
+        lr_schedule: ``"constant"``, ``"cosine"`` (decay to ``min_lr_ratio * lr``) or ``"wsd"``
+            (warmup-stable-decay: constant, then a linear decay to ``min_lr_ratio * lr`` over
+            the last ``decay_fraction`` of the steps).
         grad_clip: clip the global gradient norm to this (0: off).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only); autocast, fp32 weights.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ``"mps"``.
@@ -87,6 +88,7 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_schedule: str = "constant"
     min_lr_ratio: float = 0.1
+    decay_fraction: float = 0.2
     grad_clip: float = 0.0
     precision: str = "fp32"
     device: str = "auto"
@@ -121,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:
@@ -213,11 +217,15 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def lr_factor(step: int, total: int, config: TrainConfig) -> float:
-    """Multiplier of the base LR at ``step``: linear warmup, then constant or cosine decay."""
+    """Multiplier of the base LR at ``step``: linear warmup, then constant, cosine or WSD."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     if config.lr_schedule == "constant":
         return 1.0
+    if config.lr_schedule == "wsd":
+        decay = max(1, round(config.decay_fraction * total))
+        progress = min(1.0, max(0, step - (total - decay) + 1) / decay)
+        return 1.0 - (1.0 - config.min_lr_ratio) * progress
     span = max(1, total - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -244,18 +252,27 @@ class Trainer:
         """Backpropagate ``loss`` (scaled for fp16) for optimizer ``name``."""
         self.scalers[name].scale(loss).backward()
 
-    def step(self, name: str) -> None:
-        """Clip, step optimizer ``name`` and clear its gradients."""
-        optimizer, scaler = self.optimizers[name], self.scalers[name]
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+    def step(self, *names: str) -> None:
+        """Clip, step the optimizers ``names`` and clear their gradients.
+
+        Several names step optimizers that share one backward pass (made with the first name):
+        their gradients are clipped together by one norm, and the first name's grad scaler
+        unscales and steps them all.
+        """
+        optimizers = [self.optimizers[name] for name in names]
+        scaler = self.scalers[names[0]]
+        params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
         if self.world_size > 1:
             _average_gradients(params, self.world_size)
         if self.config.grad_clip > 0:
-            scaler.unscale_(optimizer)
+            for optimizer in optimizers:
+                scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        scaler.step(optimizer)
+        for optimizer in optimizers:
+            scaler.step(optimizer)
         scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
 
     def optimize(self, loss: torch.Tensor, name: str) -> None:
         """``backward`` then ``step``: one full update of optimizer ``name`` from ``loss``."""

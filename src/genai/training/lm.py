@@ -1,4 +1,4 @@
-"""The language model's training loop: next-token cross-entropy with AdamW, on the engine."""
+"""The language model's training loop: next-token cross-entropy with AdamW (or Muon + AdamW)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -24,6 +24,25 @@ from genai.training.engine import (
 )
 from genai.validation import coerce_config
 
+OPTIMIZERS = ("adamw", "muon")
+
+# Named training recipes; GPTConfig.recipe holds the model side of each.
+RECIPES: dict[str, dict[str, Any]] = {
+    "gpt2": {},
+    "modern": {
+        "optimizer": "muon",
+        "lr": 0.008,
+        "muon_lr": 0.02,
+        "beta1": 0.8,
+        "beta2": 0.95,
+        "weight_decay": 0.0,
+        "warmup_steps": 0,
+        "lr_schedule": "wsd",
+        "decay_fraction": 0.4,
+        "min_lr_ratio": 0.0,
+    },
+}
+
 
 @dataclass
 class LMTrainConfig(TrainConfig):
@@ -32,6 +51,14 @@ class LMTrainConfig(TrainConfig):
     Attributes:
         grad_accum: micro-batches of ``batch_size`` windows per optimizer step.
         beta1, beta2: AdamW's moment decays.
+        optimizer: "adamw" for every parameter, or "muon": Muon (``torch.optim.Muon``) for the
+            2-D weights inside the blocks and AdamW (at ``lr``) for the embeddings, the head,
+            gains and biases.
+        muon_lr: Muon's learning rate (the schedule scales it as it scales ``lr``).
+        muon_momentum: Muon's (Nesterov) momentum after its warmup.
+        muon_momentum_warmup: steps over which Muon's momentum rises linearly from 0.85 to
+            ``muon_momentum`` (0: no warmup).
+        muon_weight_decay: Muon's decoupled weight decay.
         val_fraction: the tail of the text held out for validation, in [0, 1).
         eval_batches: batches of ``batch_size`` windows per validation loss.
         sample_tokens: tokens of the text sample written at each sample step.
@@ -51,6 +78,11 @@ class LMTrainConfig(TrainConfig):
     grad_accum: int = 1
     beta1: float = 0.9
     beta2: float = 0.95
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    muon_momentum_warmup: int = 300
+    muon_weight_decay: float = 0.0
     val_fraction: float = 0.1
     eval_batches: int = 20
     sample_tokens: int = 200
@@ -65,12 +97,32 @@ class LMTrainConfig(TrainConfig):
         "val_fraction",
     )
 
+    @classmethod
+    def recipe(cls, name: str, **overrides: Any) -> LMTrainConfig:
+        """The training settings of a named recipe ("gpt2" or "modern"), with ``overrides``.
+
+        Example: ``LMTrainConfig.recipe("modern", max_steps=2000)``; the model side is
+        ``GPTConfig.recipe(name)``.
+        """
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[name], **overrides})
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("grad_accum", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("beta1", "beta2"):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.muon_lr > 0:
+            raise ValueError(f"muon_lr must be > 0, got {self.muon_lr}")
+        if self.muon_momentum_warmup < 0 or self.muon_weight_decay < 0:
+            raise ValueError(
+                "muon_momentum_warmup and muon_weight_decay must be >= 0, got "
+                f"{self.muon_momentum_warmup} and {self.muon_weight_decay}"
+            )
+        for name in ("beta1", "beta2", "muon_momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -79,6 +131,39 @@ class LMTrainConfig(TrainConfig):
             raise ValueError(f"sample_tokens must be >= 0, got {self.sample_tokens}")
         if self.sample_temperature < 0:
             raise ValueError(f"sample_temperature must be >= 0, got {self.sample_temperature}")
+
+
+def muon_params(model: GPT) -> list[torch.nn.Parameter]:
+    """The hidden 2-D weights: every matrix inside the Transformer blocks (not the embeddings,
+    not the head), the parameters Muon orthogonalizes."""
+    return [p for p in model.transformer.h.parameters() if p.dim() == 2 and p.requires_grad]
+
+
+def make_muon(
+    params: list[torch.nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """``torch.optim.Muon`` (Nesterov momentum, 5 Newton-Schulz steps, the update of each matrix
+    scaled by ``sqrt(max(1, rows / cols))`` as in Keller Jordan's Muon).
+
+    Raises:
+        RuntimeError: this torch has no ``torch.optim.Muon`` (it needs torch >= 2.9).
+    """
+    muon = getattr(torch.optim, "Muon", None)
+    if muon is None:
+        raise RuntimeError(
+            f"optimizer='muon' needs torch >= 2.9 (torch.optim.Muon); this is torch "
+            f"{torch.__version__}"
+        )
+    return muon(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, adjust_lr_fn="original"
+    )
+
+
+def muon_momentum(step: int, config: LMTrainConfig) -> float:
+    """Muon's momentum at ``step``: linear from 0.85 to ``muon_momentum`` over the warmup."""
+    warmup = config.muon_momentum_warmup
+    frac = min(1.0, step / warmup) if warmup else 1.0
+    return (1.0 - frac) * 0.85 + frac * config.muon_momentum
 
 
 @torch.no_grad()
@@ -128,18 +213,35 @@ class LMTask:
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        groups = decay_groups(self.model, c.weight_decay)
-        return {"gpt": make_adamw(groups, c.lr, self.device, betas=(c.beta1, c.beta2))}
+        betas = (c.beta1, c.beta2)
+        if c.optimizer == "adamw":
+            groups = decay_groups(self.model, c.weight_decay)
+            return {"gpt": make_adamw(groups, c.lr, self.device, betas=betas)}
+        hidden = muon_params(self.model)
+        others = [p for p in self.model.parameters() if all(p is not h for h in hidden)]
+        groups = [
+            {"params": [p for p in others if p.dim() >= 2], "weight_decay": c.weight_decay},
+            {"params": [p for p in others if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return {
+            "muon": make_muon(hidden, c.muon_lr, c.muon_momentum, c.muon_weight_decay),
+            "adamw": make_adamw(groups, c.lr, self.device, betas=betas),
+        }
 
     def train_step(self, batch, step: int, trainer: Trainer) -> dict[str, torch.Tensor]:
+        names = tuple(trainer.optimizers)
+        if "muon" in trainer.optimizers:
+            momentum = muon_momentum(step, self.config)
+            for group in trainer.optimizers["muon"].param_groups:
+                group["momentum"] = momentum
         x, y = batch  # (A, B, T) each
         total = torch.zeros((), device=x.device)
         for a in range(x.shape[0]):
             with trainer.autocast():
                 _, loss = self.forward(x[a], y[a])
-            trainer.backward(loss / x.shape[0], "gpt")
+            trainer.backward(loss / x.shape[0], names[0])
             total += loss.detach()
-        trainer.step("gpt")
+        trainer.step(*names)
         return {"loss": total / x.shape[0]}
 
     def evaluate(self) -> dict[str, float]:
