@@ -321,6 +321,30 @@ def _keep_metrics_until(path: Path, step: int) -> None:
         )
 
 
+class _MetricsLog:
+    """``metrics.jsonl``, written in batches: at most once every ``interval`` seconds, and at
+    every :meth:`flush` (before checkpoints, on errors, at the end), so that logging every
+    step costs a list append rather than a file open per step."""
+
+    def __init__(self, path: Path, enabled: bool = True, interval: float = 2.0):
+        self.path, self.enabled, self.interval = path, enabled, interval
+        self.pending: list[str] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, record: dict) -> None:
+        if self.enabled:
+            self.pending.append(json.dumps(record) + "\n")
+            if time.monotonic() - self.last_flush >= self.interval:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with open(self.path, "a") as f:
+                f.writelines(self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
 def _due(step: int, every: int, per_epoch: int, total: int) -> bool:
     every = every or per_epoch
     return step % every == 0 or step == total
@@ -382,10 +406,7 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
             run_dir, task.model, task.kind, step, config, state, task.checkpoint_extra()
         )
 
-    def write(record: dict) -> None:
-        if main_process:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+    metrics_log = _MetricsLog(metrics_path, enabled=main_process)
 
     sums: dict[str, torch.Tensor] = {}
     count = 0
@@ -398,6 +419,7 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
     def check_finite() -> None:
         bad = int(first_bad.item())
         if bad >= 0:
+            metrics_log.flush()
             kept = (
                 f"the last good checkpoint (step {last_saved})"
                 if last_saved is not None
@@ -427,16 +449,16 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
         done = step + 1
         bar.update(1)
         if done % config.log_every == 0 or done == total:
-            check_finite()
+            check_finite()  # the one wait for the device; the metrics then copy at once
+            keys = sorted(sums)
+            stacked = torch.stack([sums[k] for k in keys]) / count
             if world > 1:  # the mean over all ranks
-                keys = sorted(sums)
-                stacked = torch.stack([sums[k] for k in keys])
                 dist.all_reduce(stacked)
-                sums = dict(zip(keys, stacked / world, strict=True))
-            last_train = {k: v.item() / count for k, v in sums.items()}
+                stacked = stacked / world
+            last_train = dict(zip(keys, stacked.tolist(), strict=True))
             elapsed = time.perf_counter() - t0
             lr = next(iter(optimizers.values())).param_groups[0]["lr"]
-            write(
+            metrics_log.add(
                 {
                     "step": done,
                     "split": "train",
@@ -446,7 +468,8 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
                     **last_train,
                 }
             )
-            bar.set_postfix(loss=f"{last_train['loss']:.4g}")
+            # Shown at the bar's next refresh; refreshing here would redraw it every log step.
+            bar.set_postfix(loss=f"{last_train['loss']:.4g}", refresh=False)
             sums, count = {}, 0
         evaluate = main_process and _due(done, config.eval_every, per_epoch, total)
         sample = main_process and _due(done, config.sample_every, per_epoch, total)
@@ -461,7 +484,7 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
                 if evaluate:
                     last_eval = task.evaluate()
                     if last_eval:
-                        write({"step": done, "split": "val", **last_eval})
+                        metrics_log.add({"step": done, "split": "val", **last_eval})
                         log.info("step %d: %s", done, json.dumps(last_eval))
                 if sample:
                     path = task.write_samples(run_dir / "samples" / f"step_{done:07d}")
@@ -470,10 +493,12 @@ def fit(task: Task, config: TrainConfig) -> dict[str, Any]:
             task.model.train()
         if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == total:
             check_finite()
+            metrics_log.flush()  # the log is current whenever a checkpoint is
             if main_process:
                 save(done)
             last_saved = done
     bar.close()
+    metrics_log.flush()
     if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
     task.model.eval()
