@@ -143,6 +143,58 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data
     assert all(torch.isfinite(p).all() for p in loaded.parameters())
 
 
+def test_logged_metrics_are_the_means_of_the_steps_and_current_at_each_checkpoint(
+    tmp_path, data, monkeypatch
+):
+    out = tmp_path / "run"
+    vae = VAE(VAEConfig(**TINY))
+    elbo = vae.elbo
+    losses = []
+
+    def recorded(x, beta=1.0):
+        terms = elbo(x, beta)
+        losses.append((terms["recon"] + terms["kl"]).item())
+        return terms
+
+    vae.forward = recorded
+    save = checkpoint.save_checkpoint
+    logged_at_save = {}
+
+    def save_and_read_log(run_dir, model, kind, step, *args):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        logged_at_save[step] = [json.loads(line)["step"] for line in lines]
+        return save(run_dir, model, kind, step, *args)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_and_read_log)
+    train_vae(vae, data, config(out, log_every=3, eval_every=0, sample_every=0))
+    train = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in train] == [3, 6, 8]
+    means = [sum(losses[0:3]) / 3, sum(losses[3:6]) / 3, sum(losses[6:8]) / 2]
+    assert [r["loss"] for r in train] == pytest.approx(means, rel=1e-6)
+    # 8 steps of 16 of 200 images end no epoch, and the VAE has no eval data: no val records.
+    assert logged_at_save == {4: [3], 8: [3, 6, 8]}
+
+
+def test_log_lines_before_a_non_finite_loss_are_written(tmp_path, data):
+    out = tmp_path / "run"
+    vae = VAE(VAEConfig(**TINY))
+    elbo = vae.elbo
+    calls = {"n": 0}
+
+    def poisoned(x, beta=1.0):
+        calls["n"] += 1
+        terms = elbo(x, beta)
+        if calls["n"] == 3:
+            terms["kl"] = terms["kl"] * float("inf")
+        return terms
+
+    vae.forward = poisoned
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 3"):
+        train_vae(vae, data, config(out, log_every=1, checkpoint_every=0))
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+
+
 def test_resume_needs_a_run(tmp_path, data):
     (tmp_path / "empty").mkdir()
     with pytest.raises(checkpoint.CheckpointError, match="not a genai run directory"):

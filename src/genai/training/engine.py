@@ -358,6 +358,30 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _MetricsLog:
+    """``metrics.jsonl``, written in batches: at most once every ``interval`` seconds, and at
+    every :meth:`flush` (before checkpoints, on errors, at the end), so that logging every
+    step costs a list append rather than a file open per step."""
+
+    def __init__(self, path: Path, enabled: bool = True, interval: float = 2.0):
+        self.path, self.enabled, self.interval = path, enabled, interval
+        self.pending: list[str] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, record: dict) -> None:
+        if self.enabled:
+            self.pending.append(json.dumps(record) + "\n")
+            if time.monotonic() - self.last_flush >= self.interval:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with open(self.path, "a") as f:
+                f.writelines(self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
 def _due(step: int, every: int, per_epoch: int, total: int) -> bool:
     every = every or per_epoch
     return step % every == 0 or step == total
@@ -459,12 +483,14 @@ def _fit(
         )
         run.committed()
 
+    metrics_log = _MetricsLog(metrics_path, enabled=main_process)
+    stack.callback(metrics_log.flush)  # whatever ends training, the log is written
+
     def write(record: dict) -> None:
         if main_process:
             for callback in callbacks:
                 record.update(callback(dict(record)) or {})
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            metrics_log.add(record)
             if board is not None:
                 for key, value in record.items():
                     if key not in ("step", "split") and isinstance(value, (int, float)):
@@ -486,6 +512,7 @@ def _fit(
     def check_finite() -> None:
         bad = int(first_bad.item())
         if bad >= 0:
+            metrics_log.flush()
             raise NonFiniteLossError(
                 f"loss became non-finite at step {bad + 1}; training stopped, {run_dir} keeps "
                 f"{kept()}"
@@ -513,13 +540,13 @@ def _fit(
         done = step + 1
         bar.update(1)
         if done % config.log_every == 0 or done == total:
-            check_finite()
+            check_finite()  # the one wait for the device; the metrics then copy at once
+            keys = sorted(sums)
+            stacked = torch.stack([sums[k] for k in keys]) / count
             if world > 1:  # the mean over all ranks
-                keys = sorted(sums)
-                stacked = torch.stack([sums[k] for k in keys])
                 dist.all_reduce(stacked)
-                sums = dict(zip(keys, stacked / world, strict=True))
-            last_train = {k: v.item() / count for k, v in sums.items()}
+                stacked = stacked / world
+            last_train = dict(zip(keys, stacked.tolist(), strict=True))
             elapsed = time.perf_counter() - t0
             lr = next(iter(optimizers.values())).param_groups[0]["lr"]
             write(
@@ -532,7 +559,8 @@ def _fit(
                     **last_train,
                 }
             )
-            bar.set_postfix(loss=f"{last_train['loss']:.4g}")
+            # Shown at the bar's next refresh; refreshing here would redraw it every log step.
+            bar.set_postfix(loss=f"{last_train['loss']:.4g}", refresh=False)
             sums, count = {}, 0
         evaluate = main_process and _due(done, config.eval_every, per_epoch, total)
         sample = main_process and _due(done, config.sample_every, per_epoch, total)
@@ -562,9 +590,11 @@ def _fit(
                     f"weights became non-finite by step {done} ({', '.join(bad[:3])}); training "
                     f"stopped, {run_dir} keeps {kept()}"
                 )
+            metrics_log.flush()  # the log is current whenever a checkpoint is
             if main_process:
                 save(done)
             last_saved = done
+    metrics_log.flush()
     if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
     task.model.eval()

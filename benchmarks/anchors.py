@@ -1,0 +1,375 @@
+"""genai against the anchors' own code, in one run, alternating A and B; one JSON line per part.
+
+    flock /tmp/genai-bench.lock .venv/bin/python benchmarks/anchors.py [--parts lm,vae,gan]
+
+The anchors are the unmodified copies in ``../shared/anchors`` (see its README). Each part runs
+the anchor and genai in turns (A, B, A, B, ...) so that a slow spell of a shared machine hits
+both, and reports every round, the medians and the ratio anchor / genai (above 1: genai is
+faster) with its min and max over the rounds. Absolute times do not compare across days or
+machines; the ratios of one run do. On a machine that other work shares, ``--threads 1`` keeps
+both sides clear of the stalls that multi-threaded kernels suffer when the cores are
+oversubscribed (each parallel region waits for its slowest thread to be scheduled).
+
+- ``lm``: nanoGPT's ``train.py`` with its README CPU config (4 layers, 4 heads, 128 wide, block
+  64, batch 12, fp32, ``--log_interval=1``, eval every 250 iterations on 20 batches) against
+  ``genai train gpt`` with the same settings (beta2 0.99, no bias, dropout 0, warmup 100, cosine
+  to lr/10, weight decay 0.1, clip 1, ``--log-every 1``, eval every 250 on 20 batches, no text
+  samples), one seed per round, each a separate process. Per iteration: the median of each
+  run's per-iteration times (nanoGPT's printed ``dt``, genai's ``metrics.jsonl`` clock). Whole
+  run: the wall time of the process. Validation loss: each run's own estimate at the last
+  iteration (20 batches of 12 windows from the last 10% of the text; nanoGPT draws them from its
+  ``val.bin``, the same tail). The one change to nanoGPT: a wrapper adds the round's seed to its
+  fixed ``torch.manual_seed(1337)``. Then genai's logging cost: short runs alternating
+  ``--log-every 1`` and ``--log-every 100``.
+- ``vae``: pytorch/examples' ``vae/main.py`` (MLP 784-400-20, torchvision ``DataLoader`` with
+  ``ToTensor``, Adam 1e-3, batch 128), its own ``train(epoch)`` timed per epoch on Fashion-MNIST
+  (the IDX files of ``/usr/share/datasets/fashion-mnist`` placed where its ``datasets.MNIST``
+  looks), against one epoch of genai's same MLP (``VAEConfig(arch="mlp", hidden_dims=(400,),
+  latent_dim=20)``) on the same images. Round 0 of each warms up and is not counted.
+- ``gan``: images per second of genai's default conditional GAN step (``genai train gan
+  --num-classes 10``: D step, G step, EMA, augmentation, mode-seeking term) through the engine,
+  against pytorch/examples' DCGAN training step (``dcgan/main.py``: D on real, D on fake, G
+  through D, its ``.item()`` calls and print) on the same two nets, batch and optimizers. What
+  changed in that pinned copy of its step: ``BCEWithLogitsLoss`` on genai's D logits instead of
+  ``BCELoss`` after a ``Sigmoid``, labels passed to both nets, and batches drawn from the same
+  in-memory images as genai's. The default run's length is projected from the measured rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gzip
+import io
+import json
+import os
+import re
+import runpy
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import genai
+from genai.plots import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHORS = ROOT.parent / "shared" / "anchors"
+TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+GENAI_CLI = Path(sys.executable).with_name("genai")
+
+# nanoGPT under a seed offset: its train.py seeds with a fixed torch.manual_seed(1337).
+SEEDED_NANOGPT = """import runpy, sys, torch
+offset = int(sys.argv.pop(1))
+manual_seed = torch.manual_seed
+torch.manual_seed = lambda seed: manual_seed(seed + offset)
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def spread(values: list[float], digits: int = 3) -> dict:
+    """Median, min and max of ``values``."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def machine() -> dict:
+    """What the figures were measured on, and how busy it was when the part started."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+# ----------------------------------------------------------------------------- language model
+
+
+def prepare_nanogpt(tmp: Path, text: Path) -> Path:
+    """A temporary copy of nanoGPT with tiny-shakespeare prepared by its own ``prepare.py``."""
+    dst = tmp / "nanogpt"
+    shutil.copytree(ANCHORS / "nanogpt", dst)
+    data = dst / "data" / "shakespeare_char"
+    shutil.copy(text, data / "input.txt")
+    prepare = data / "prepare.py"  # it downloads only when input.txt is missing
+    prepare.write_text(prepare.read_text().replace("import requests\n", ""))
+    subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, capture_output=True)
+    (dst / "seeded_train.py").write_text(SEEDED_NANOGPT)
+    return dst
+
+
+def run_nanogpt(src: Path, iters: int, seed: int) -> dict:
+    """nanoGPT's README CPU command; ms per iteration, seconds, last validation loss."""
+    cmd = [
+        sys.executable, "seeded_train.py", str(seed), "config/train_shakespeare_char.py",
+        "--device=cpu", "--compile=False", "--dtype=float32", "--eval_iters=20",
+        "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
+        "--n_embd=128", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--dropout=0.0",
+        f"--out_dir={src / 'out'}",
+    ]  # fmt: skip
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=src, check=True, capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - t
+    ms = [float(m) for m in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", out, re.M)]
+    val = re.findall(r"^step (\d+): train loss [\d.]+, val loss ([\d.]+)", out, re.M)
+    return {
+        "ms_per_iter": statistics.median(ms),
+        "seconds": seconds,
+        "val_step": int(val[-1][0]),
+        "val_loss": float(val[-1][1]),
+    }
+
+
+def run_genai_lm(text: Path, iters: int, seed: int, out: Path, log_every: int = 1) -> dict:
+    """``genai train gpt`` at nanoGPT's settings; ms per iteration, seconds, last val loss."""
+    cmd = [
+        str(GENAI_CLI), "train", "gpt", "--text", str(text), "--tokenizer", "char",
+        "--block-size", "64", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--no-bias",
+        "--dropout", "0", "--batch-size", "12", "--max-steps", str(iters), "--lr", "1e-3",
+        "--min-lr-ratio", "0.1", "--warmup-steps", "100", "--lr-schedule", "cosine",
+        "--beta2", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--precision", "fp32",
+        "--device", "cpu", "--seed", str(seed), "--log-every", str(log_every),
+        "--eval-every", "250", "--eval-batches", "20", "--sample-tokens", "0",
+        "--out-dir", str(out), "--overwrite",
+    ]  # fmt: skip
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    records = read_metrics(out / "metrics.jsonl")
+    times = [r["time"] for r in records if r["split"] == "train"]
+    val = [r for r in records if r["split"] == "val"]
+    ms = [(b - a) / log_every * 1e3 for a, b in zip(times, times[1:], strict=False)]
+    return {
+        "ms_per_iter": statistics.median(ms),
+        "seconds": seconds,
+        "val_step": val[-1]["step"],
+        "val_loss": val[-1]["loss"],
+    }
+
+
+def bench_lm(args: argparse.Namespace, tmp: Path) -> dict:
+    result = {"bench": "anchors_lm", **machine(), "iters": args.lm_iters}
+    nanogpt = prepare_nanogpt(tmp, args.text)
+    rounds = []
+    for seed in range(args.lm_seeds):
+        a = run_nanogpt(nanogpt, args.lm_iters, seed)
+        b = run_genai_lm(args.text, args.lm_iters, seed, tmp / f"gpt{seed}")
+        rounds.append({"seed": seed, "nanogpt": a, "genai": b})
+    for r in rounds:
+        for side in ("nanogpt", "genai"):
+            r[side] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r[side].items()}
+    per_side = {
+        side: {k: [r[side][k] for r in rounds] for k in ("ms_per_iter", "seconds", "val_loss")}
+        for side in ("nanogpt", "genai")
+    }
+    result["rounds"] = rounds
+    for key in ("ms_per_iter", "seconds", "val_loss"):
+        result[key] = {side: spread(v[key], 4) for side, v in per_side.items()}
+    ratio = lambda key: [  # noqa: E731
+        a / b for a, b in zip(per_side["nanogpt"][key], per_side["genai"][key], strict=True)
+    ]
+    result["speedup_per_iter"] = spread(ratio("ms_per_iter"))
+    result["speedup_whole_run"] = spread(ratio("seconds"))
+    result["val_loss_genai_minus_nanogpt"] = round(
+        statistics.median(per_side["genai"]["val_loss"])
+        - statistics.median(per_side["nanogpt"]["val_loss"]),
+        4,
+    )
+    if args.log_rounds:
+        cost = {1: [], 100: []}
+        for i in range(args.log_rounds):
+            for every in cost:
+                out = tmp / f"log{every}-{i}"
+                run = run_genai_lm(args.text, args.log_steps, 0, out, log_every=every)
+                cost[every].append(run["ms_per_iter"])
+        fractions = [a / b - 1 for a, b in zip(cost[1], cost[100], strict=True)]
+        result["genai_ms_per_iter_log_every_1"] = spread(cost[1], 2)
+        result["genai_ms_per_iter_log_every_100"] = spread(cost[100], 2)
+        result["genai_logging_every_step_cost_fraction"] = spread(fractions)
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- VAE
+
+
+def fashion_as_mnist_files(root: Path) -> None:
+    """Fashion-MNIST's IDX files where torchvision's ``datasets.MNIST(root)`` finds them."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        for split in (name, name.replace("train", "t10k")):
+            with gzip.open(FASHION / f"{split}.gz") as f:
+                (raw / split).write_bytes(f.read())
+
+
+def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
+    result = {"bench": "anchors_vae", **machine(), "epochs_timed": args.vae_rounds}
+    work = tmp / "examples" / "vae"
+    shutil.copytree(ANCHORS / "pytorch-examples" / "vae", work)
+    (work / "results").mkdir()
+    fashion_as_mnist_files(tmp / "examples" / "data")
+    cwd, argv = os.getcwd(), sys.argv
+    try:  # its module-level code builds the loaders, the model and the optimizer
+        os.chdir(work)
+        sys.argv = ["main.py", "--no-accel"]
+        with contextlib.redirect_stdout(io.StringIO()):
+            anchor = runpy.run_path("main.py", run_name="examples_vae")
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+    train = genai.load_images("fashion-mnist", "train", root=str(FASHION))
+    steps = len(train) // 128
+    times: dict[str, list[float]] = {"examples": [], "genai": []}
+    for epoch in range(args.vae_rounds + 1):  # round 0 warms up
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            anchor["train"](epoch + 1)
+        examples_s = time.perf_counter() - t
+        torch.manual_seed(epoch)
+        model = genai.VAE(genai.VAEConfig(arch="mlp", hidden_dims=(400,), latent_dim=20))
+        out = tmp / f"vae{epoch}"
+        config = genai.VAETrainConfig(
+            out_dir=str(out), epochs=1, batch_size=128, lr=1e-3, device="cpu", seed=epoch,
+            log_every=steps, overwrite=True,
+        )  # fmt: skip
+        genai.train_vae(model, train, config)
+        # The epoch's training steps (metrics' clock starts at step 0), scaled to 60,000 images.
+        genai_s = read_metrics(out / "metrics.jsonl")[0]["time"] * len(train) / (steps * 128)
+        if epoch:
+            times["examples"].append(examples_s)
+            times["genai"].append(genai_s)
+    result["s_per_epoch"] = {side: spread(t) for side, t in times.items()}
+    result["epoch_times"] = {side: [round(x, 3) for x in t] for side, t in times.items()}
+    result["speedup_per_epoch"] = spread(
+        [a / b for a, b in zip(times["examples"], times["genai"], strict=True)]
+    )
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- GAN
+
+
+def dcgan_steps(model: genai.GAN, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    """Seconds for ``steps`` of pytorch/examples' DCGAN step (pinned copy, see the docstring)."""
+    netG, netD = model.generator, model.discriminator
+    nz, batch_size = model.config.latent_dim, 64
+    criterion = torch.nn.BCEWithLogitsLoss()
+    optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        for i in range(steps):
+            idx = order[(i * batch_size) % (len(order) - batch_size) :][:batch_size]
+            real_cpu = images[idx].float() / 127.5 - 1.0
+            y = labels[idx]
+            netD.zero_grad()
+            label = torch.full((batch_size,), 1.0)
+            output = netD(real_cpu, y)
+            errD_real = criterion(output, label)
+            errD_real.backward()
+            D_x = torch.sigmoid(output).mean().item()
+            noise = torch.randn(batch_size, nz)
+            fake_y = torch.randint(10, (batch_size,))
+            fake = netG(noise, fake_y)
+            label.fill_(0.0)
+            output = netD(fake.detach(), fake_y)
+            errD_fake = criterion(output, label)
+            errD_fake.backward()
+            D_G_z1 = torch.sigmoid(output).mean().item()
+            errD = errD_real + errD_fake
+            optimizerD.step()
+            netG.zero_grad()
+            label.fill_(1.0)
+            output = netD(fake, fake_y)
+            errG = criterion(output, label)
+            errG.backward()
+            D_G_z2 = torch.sigmoid(output).mean().item()
+            optimizerG.step()
+            print(
+                f"[{i}] Loss_D: {errD.item():.4f} Loss_G: {errG.item():.4f} "
+                f"D(x): {D_x:.4f} D(G(z)): {D_G_z1:.4f} / {D_G_z2:.4f}"
+            )
+    return time.perf_counter() - t
+
+
+def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
+    result = {"bench": "anchors_gan", **machine(), "steps_per_round": args.gan_steps}
+    data = genai.load_images("mnist", "train")
+    defaults = genai.GANTrainConfig()
+    rates: dict[str, list[float]] = {"dcgan_step": [], "genai": []}
+    for r in range(args.gan_rounds + 1):  # round 0 warms up
+        torch.manual_seed(r)
+        model = genai.GAN(genai.GANConfig(num_classes=10))
+        dcgan_s = dcgan_steps(model, data.images, data.labels, args.gan_steps)
+        torch.manual_seed(r)
+        model = genai.GAN(genai.GANConfig(num_classes=10))
+        out = tmp / f"gan{r}"
+        config = genai.GANTrainConfig(
+            out_dir=str(out), epochs=None, max_steps=args.gan_steps, device="cpu", seed=r,
+            log_every=args.gan_steps, overwrite=True,
+        )  # fmt: skip
+        genai.train_gan(model, data, config)
+        genai_s = read_metrics(out / "metrics.jsonl")[0]["time"]
+        if r:
+            rates["dcgan_step"].append(args.gan_steps * 64 / dcgan_s)
+            rates["genai"].append(args.gan_steps * defaults.batch_size / genai_s)
+    result["images_per_s"] = {side: spread(v, 1) for side, v in rates.items()}
+    result["speedup"] = spread(
+        [g / d for g, d in zip(rates["genai"], rates["dcgan_step"], strict=True)]
+    )
+    steps = defaults.epochs * (len(data) // defaults.batch_size)
+    result["default_run"] = {
+        "epochs": defaults.epochs,
+        "steps": steps,
+        "projected_train_s": round(steps * defaults.batch_size / statistics.median(rates["genai"])),
+    }
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="lm,vae,gan")
+    parser.add_argument("--text", type=Path, default=TEXT)
+    parser.add_argument("--lm-iters", type=int, default=2000)
+    parser.add_argument("--lm-seeds", type=int, default=3, help="rounds of nanoGPT then genai")
+    parser.add_argument("--log-rounds", type=int, default=3, help="0 skips the logging cost")
+    parser.add_argument("--log-steps", type=int, default=300, help="steps of each logging run")
+    parser.add_argument("--vae-rounds", type=int, default=3)
+    parser.add_argument("--gan-rounds", type=int, default=3)
+    parser.add_argument("--gan-steps", type=int, default=50)
+    parser.add_argument(
+        "--threads", type=int, help="torch threads of both sides (default: torch's, all cores)"
+    )
+    args = parser.parse_args()
+    if args.threads:  # the processes started for nanoGPT and genai's CLI inherit it
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
+    benches = {"lm": bench_lm, "vae": bench_vae, "gan": bench_gan}
+    for part in args.parts.split(","):
+        if part not in benches:
+            parser.error(f"unknown part {part!r}; choose from {', '.join(benches)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(benches[part](args, Path(tmp))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
