@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from genai import checkpoint
-from genai.data.images import DATASETS, DatasetError, load_images
+from genai.data.images import DatasetError, load_images
+from genai.data.named import NAMED as DATASETS
 from genai.training.engine import NonFiniteLossError
 
 log = logging.getLogger("genai")
