@@ -384,8 +384,8 @@ def load_images(
 def load_recorded(record: dict, split: str, **overrides) -> ImageDataset:
     """Load the data a run recorded in its ``config.json`` (``record`` = its ``"data"`` entry).
 
-    ``overrides`` (``source``, ``root``, ``image_size``, ``channels``, ``download``) replace the
-    recorded values where not ``None``.
+    ``overrides`` (``source``, ``root``, ``image_size``, ``channels``, ``download``,
+    ``progress``) replace the recorded values where not ``None``.
     """
     if not record or "source" not in record:
         raise DatasetError("the run does not record its image data; pass --data")
@@ -489,6 +489,17 @@ def fixed_binarization(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """One seeded Bernoulli draw of uint8 images: a fixed binarized evaluation set, float {0, 1}."""
     gen = torch.Generator(images.device).manual_seed(seed)
     return torch.bernoulli(to_float(images), generator=gen)
+
+
+def check_shape(image_shape: tuple[int, int, int], data: ImageDataset) -> None:
+    """Raise ``ValueError`` unless ``data``'s images are ``image_shape`` (a model's)."""
+    if tuple(data.image_shape) != tuple(image_shape):
+        raise ValueError(
+            f"the model takes {tuple(image_shape)} images but the data ({data.name}) are "
+            f"{tuple(data.image_shape)}; load the data with image_size=/channels= "
+            "(--image-size/--image-channels) to match, or build the model with "
+            "image_shape=data.image_shape"
+        )
 
 
 def as_dataset(data: ImageDataset | torch.Tensor | np.ndarray) -> ImageDataset:
