@@ -132,27 +132,7 @@ def test_split_subfolders(tmp_path):
         load_images(tmp_path / "ds" / "train", "test")
 
 
-def _write_cifar10(root, n_per_batch=4):
-    """torchvision's on-disk CIFAR-10 layout: python pickles of (N, 3072) uint8 and labels."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for i, name in enumerate(names):
-        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
-        data[:, :1024] = i  # the red plane holds the batch number
-        labels = [(i + j) % 10 for j in range(n_per_batch)]
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": data, "labels": labels}, f, protocol=2)
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog"]}
-    meta["label_names"] += ["horse", "ship", "truck"]
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump(meta, f, protocol=2)
-    return folder
-
-
-def test_cifar10_on_disk_format(tmp_path):
-    _write_cifar10(tmp_path)
+def test_cifar10_on_disk_format(tmp_path, cifar10_root):
     train = load_images("cifar10", "train", root=tmp_path)
     test = load_images("cifar10", "test", root=tmp_path)
     assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
@@ -168,8 +148,8 @@ def test_cifar10_on_disk_format(tmp_path):
     assert small.images.shape == (4, 1, 16, 16)
 
 
-def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
-    folder = _write_cifar10(tmp_path)
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path, cifar10_root):
+    folder = cifar10_root
 
     class Evil:
         def __reduce__(self):
