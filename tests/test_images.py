@@ -229,4 +229,11 @@ def test_unlabeled_batches_and_recorded_reload(photo_folder):
     x, y = ImageBatches(flat, 4).get(0)
     assert x.shape == (4, 3, 8, 8) and y is None
     with pytest.raises(DatasetError, match="in-memory array; pass --data"):
-        load_recorded(flat.describe() | {"source": "array"}, "train")
+        load_recorded(flat.describe(), "train")
+
+
+def test_runs_recorded_before_image_sources_still_reload():
+    old = {"dataset": "mnist", "source": "/where/it/was/found"}  # config.json of older runs
+    data = load_recorded(old, "train")  # GENAI_DATA is empty: the offline digits
+    assert data.name == "mnist" and data.image_shape == (1, 28, 28)
+    assert data.describe()["source"] == "mnist" and data.class_names[3] == "3"

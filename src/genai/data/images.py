@@ -348,7 +348,7 @@ def load_images(
             raise ValueError("labels and class_names are only for array sources")
         text = str(source)
         path = Path(text).expanduser()
-        spec = {"source": text, "root": str(root) if root else None}
+        spec = {"source": text, "root": str(Path(root).resolve()) if root else None}
         if text.lower() in named.NAMED:  # a folder of that name is reached as ./name
             data = named.load_named(
                 text.lower(),
