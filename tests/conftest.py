@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -45,3 +46,24 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("GENAI_DATA", str(tmp_path / "genai-data"))
     monkeypatch.setenv("GENAI_CACHE", str(tmp_path / "genai-cache"))
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def cifar10_root(tmp_path):
+    """torchvision's on-disk CIFAR-10 layout under ``tmp_path``: python pickles of ``(N, 3072)``
+    uint8 rows and labels, 4 images per batch (20 train, 4 test); the red plane of batch i is
+    i; returns the ``cifar-10-batches-py`` folder."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        data = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+        data[:, :1024] = i
+        labels = [(i + j) % 10 for j in range(4)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f, protocol=2)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship"]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [*names, "truck"]}, f, protocol=2)
+    return folder

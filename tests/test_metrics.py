@@ -167,7 +167,7 @@ def test_train_classifier_learns_and_keeps_the_global_rng():
 def test_bad_input(classifier):
     with pytest.raises(ValueError, match="at least 2 images per set"):
         classifier_fid(classifier, blobs(1), blobs(5))
-    with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, C, H, W\)"):
         classifier_fid(classifier, torch.zeros(4, 28, 28), blobs(5))
     with pytest.raises(ValueError, match="steps must be > 0"):
         metrics.train_classifier(ImageDataset(blobs(4), torch.zeros(4), "x", "train", "t"), 0)

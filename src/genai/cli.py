@@ -20,7 +20,7 @@ import torch
 
 from genai import checkpoint
 from genai.checkpoint import RunLockedError
-from genai.data.images import DATASETS, DatasetError, load_images
+from genai.data.images import DatasetError, load_images, load_recorded
 from genai.training.engine import NonFiniteLossError
 
 log = logging.getLogger("genai")
@@ -84,28 +84,85 @@ def _pick(args: argparse.Namespace, cls: type) -> dict:
 
 
 def _image_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
-    parser.add_argument("--root", default=None, help="folder with the IDX files")
+    from genai.data.named import NAMED
+
+    parser.add_argument(
+        "--data",
+        "--dataset",
+        dest="data",
+        metavar="NAME_OR_PATH",
+        default=None,
+        help=f"a dataset ({', '.join(NAMED)}), a folder of images or an .npz file (default: "
+        "mnist, or the run's data with --resume)",
+    )
+    parser.add_argument("--root", default=None, help="folder that holds a named dataset")
     parser.add_argument(
         "--download", action="store_true", default=False, help="allow downloading the dataset"
     )
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="resize images to this square size"
+    )
+    parser.add_argument(
+        "--image-channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="convert images to gray (1) or RGB (3)",
+    )
 
 
-def _image_splits(args: argparse.Namespace):
-    """The train split and, when there is one, the test split (else evaluation is skipped)."""
-    train = load_images(args.dataset, "train", root=args.root, download=args.download)
+def _load_split(args: argparse.Namespace, split: str, record: dict | None):
+    """A split of the data the flags name, else of the data the run recorded, else MNIST."""
+    flags = {
+        "root": args.root,
+        "image_size": args.image_size,
+        "channels": args.image_channels,
+        "download": args.download,
+        "progress": getattr(args, "progress", True) and not args.quiet,
+    }
+    if record:  # the flags given replace what the run recorded
+        return load_recorded(record, split, source=args.data, **flags)
+    return load_images(args.data or "mnist", split, **flags)
+
+
+def _image_splits(args: argparse.Namespace, config, with_test: bool = True):
+    """The train split and, when there is one, the test split (else evaluation is skipped).
+
+    A resumed run reads the data its ``config.json`` records unless ``--data`` names other data.
+    """
+    record = checkpoint.load_config(config.out_dir).get("data") if config.resume else None
+    train = _load_split(args, "train", record)
+    if not with_test:
+        return train, None
     try:
-        test = load_images(args.dataset, "test", root=args.root, download=args.download)
+        test = _load_split(args, "test", record)
     except DatasetError as e:
         log.warning("no test split, training without evaluation: %s", e)
         test = None
     return train, test
 
 
+def _fit_model_to_data(model, config, args: argparse.Namespace, data):
+    """A new run takes its image shape from the data: rebuild the model at that shape, seeded
+    by the run (a resumed run keeps its model, and a shape mismatch is an error in training)."""
+    from genai.models import get_model
+
+    shape = data.image_shape
+    if config.resume or model.config.image_shape == shape:
+        return model
+    fields = dataclasses.asdict(model.config)
+    fields["image_shape"] = shape
+    if "likelihood" in fields and getattr(args, "likelihood", None) is None:
+        fields["likelihood"] = None  # chosen by the number of channels
+    torch.manual_seed(config.seed)
+    return get_model(args.kind, **fields)
+
+
 def _run_vae(model, config, args: argparse.Namespace) -> dict:
     from genai.training.vae import train_vae
 
-    train, test = _image_splits(args)
+    train, test = _image_splits(args, config)
+    model = _fit_model_to_data(model, config, args, train)
     return train_vae(model, train, config, eval_data=test)
 
 
@@ -169,7 +226,8 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
 def _run_gan(model, config, args: argparse.Namespace) -> dict:
     from genai.training.gan import train_gan
 
-    train = load_images(args.dataset, "train", root=args.root, download=args.download)
+    train, _ = _image_splits(args, config, with_test=False)
+    model = _fit_model_to_data(model, config, args, train)
     return train_gan(model, train, config)
 
 
@@ -279,8 +337,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.label is not None:
         if not hasattr(model, "config") or getattr(model.config, "num_classes", None) is None:
             raise ValueError(f"--label needs a class-conditional model; {args.run_dir} is not one")
-        labels = torch.full((args.n,), args.label, dtype=torch.long, device=device)
-        images = model.sample(args.n, labels=labels, generator=generator)
+        images = model.sample(args.n, labels=args.label, generator=generator)
     else:
         images = model.sample(args.n, generator=generator)
     out = save_grid(images, args.out, nrow=args.nrow)
@@ -288,7 +345,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from genai.metrics import digit_classifier, evaluate_samples
+    from genai.metrics import evaluate_samples, metric_classifier, real_data_floor
     from genai.training.vae import eval_images, evaluate_vae
 
     for flag, value, low in (
@@ -304,21 +361,33 @@ def _eval(args: argparse.Namespace) -> None:
     model = _load_kind(args.run_dir, args.device, ("vae", "gan"), "eval")
     device = next(model.parameters()).device
     train_config = config.get("train_config") or {}
-    dataset = args.dataset or config.get("data", {}).get("dataset", "mnist")
-    test = load_images(dataset, "test", root=args.root, download=args.download)
+    record = config.get("data") or {"dataset": "mnist", "source": "mnist"}
+    test = _load_split(args, "test", record)
     if args.n:
         test = test.subset(
             torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.n]
         )
+    result = {}
     if config["kind"] == "vae":
         torch.manual_seed(args.seed)
         x = eval_images(test, train_config.get("binarize", False), device)
         result = evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k)
+    train = _load_split(args, "train", record)
+    if train.labels is None:
+        result["note"] = (
+            f"{train.name} is unlabeled: no metric classifier can be trained on it, so there is "
+            "no classifier FID, IS, class coverage or label accuracy"
+        )
     else:
-        result = {}
-    train = load_images(dataset, "train", root=args.root, download=args.download)
-    classifier = digit_classifier(train, steps=args.classifier_steps, device=device)
-    result.update(evaluate_samples(model, classifier, test.images, n=args.samples, seed=args.seed))
+        classifier = metric_classifier(train, steps=args.classifier_steps, device=device)
+        result["feature_space"] = (
+            f"a {args.classifier_steps}-step classifier trained on {train.name} train "
+            f"({len(train)} images): compare runs on this dataset only"
+        )
+        result.update(
+            evaluate_samples(model, classifier, test.images, n=args.samples, seed=args.seed)
+        )
+        result.update(real_data_floor(classifier, train, test, n=args.samples, seed=args.seed))
     print(
         json.dumps({"run_dir": str(args.run_dir), "kind": config["kind"], "n": len(test), **result})
     )
@@ -374,16 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--nrow", type=int, default=8)
     sample.add_argument(
-        "--label", type=int, default=None, help="class to draw (conditional models)"
+        "--label", default=None, help="class to draw, by index or name (conditional models)"
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
 
     ev = sub.add_parser("eval", help="evaluate a run on its test set; prints one JSON line")
     ev.add_argument("run_dir")
-    ev.add_argument("--dataset", choices=DATASETS, default=None)
-    ev.add_argument("--root", default=None)
-    ev.add_argument("--download", action="store_true")
+    _image_flags(ev)
     ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE NLL (VAE)")
     ev.add_argument("--n", type=int, default=0, help="evaluate on a seeded subset of n test images")
     ev.add_argument("--batch-size", type=int, default=100)

@@ -1,4 +1,4 @@
-"""Datasets: MNIST-style images (and text corpora)."""
+"""Datasets: images from any source (named datasets, folders, arrays) and text corpora."""
 
 from genai.data.images import (
     DatasetError,
@@ -9,6 +9,7 @@ from genai.data.images import (
     split_dataset,
     write_idx,
 )
+from genai.data.named import NAMED
 from genai.data.text import (
     BPETokenizer,
     ByteTokenizer,
@@ -20,6 +21,7 @@ from genai.data.text import (
 )
 
 __all__ = [
+    "NAMED",
     "BPETokenizer",
     "ByteTokenizer",
     "CharTokenizer",

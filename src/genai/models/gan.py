@@ -1,4 +1,4 @@
-"""Generative adversarial network (Goodfellow et al. 2014) for 28x28 single-channel images.
+"""Generative adversarial network (Goodfellow et al. 2014) for ``(C, H, W)`` images (MNIST by default).
 
 A generator G maps noise z ~ N(0, I) (and, when conditional, a label y) to an image in [-1, 1];
 a discriminator D maps an image (and y) to one real-valued *logit*. Losses are written on logits,
@@ -13,11 +13,20 @@ discriminator in D (Miyato & Koyama 2018): D(x, y) = w . phi(x) + b + embed(y) .
 
 :class:`GAN` holds both nets and an exponential moving average of G's weights *and* BatchNorm
 statistics, which is what :meth:`GAN.sample` draws from.
+
+The conv nets follow DCGAN (Radford et al. 2016) at every size: G maps z to a 4x4 map (7x7 for
+the 28x28 family) and doubles it with stride-2 transposed convolutions, widths halving as the
+resolution grows; D mirrors it with stride-2 convolutions. At 64x64x3 with the default widths
+(64) G is the DCGAN paper's generator (z -> 512x4x4 -> 256x8x8 -> 128x16x16 -> 64x32x32 ->
+3x64x64, BatchNorm and ReLU, tanh) and D its discriminator's stack (64-128-256-512 channels,
+4x4 stride-2 convolutions, LeakyReLU 0.2, a linear read-out of the 4x4 map) without BatchNorm and
+with the minibatch-std feature (``minibatch_std=False`` removes it).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,12 +35,12 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genai.checkpoint import Pretrained
+from genai.models.layout import check_image_shape, conv_plan
 from genai.validation import check_fields, coerce_config
 
 ARCHS = ("conv", "mlp")
 LOSSES = ("non-saturating", "hinge")
 IMAGE_SHAPE = (1, 28, 28)
-PIXELS = 28 * 28
 
 
 @dataclass
@@ -43,14 +52,18 @@ class GANConfig:
         arch: ``"conv"`` (DCGAN-style: transposed convolutions with BatchNorm in G, strided
             convolutions with LeakyReLU in D) or ``"mlp"``.
         num_classes: number of labels to condition on; ``None`` for an unconditional GAN.
-        g_width: G's base width: channels of the 14x14 layer (conv; the 7x7 layer has twice as
-            many) or the first hidden layer (mlp; the second has twice as many).
+        g_width: G's base width: channels of the layer just below the image (conv: 14x14 at
+            28x28, 32x32 at 64x64; each smaller layer has twice as many) or of the first hidden
+            layer (mlp; the second has twice as many).
         d_width: D's base width, mirrored the same way.
         spectral_norm: spectral normalization of every weight in D (Miyato et al. 2018).
         d_dropout: dropout after each hidden layer of D, which slows D's memorising of a small
             training set.
         minibatch_std: give D the standard deviation of its features across the batch as one
             more feature (Karras et al. 2018), so that it can see a batch lacking variety.
+        image_shape: ``(C, H, W)`` of the images, C = 1 or 3.
+        class_names: one name per class of a conditional GAN (set from the data by
+            :func:`genai.train_gan`), so that samples can be asked for by name.
     """
 
     latent_dim: int = 64
@@ -61,9 +74,14 @@ class GANConfig:
     spectral_norm: bool = False
     d_dropout: float = 0.0
     minibatch_std: bool = True
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self.image_shape = check_image_shape(self.image_shape)
+        if self.arch == "conv":
+            conv_plan(self.image_shape)  # raises for a size the conv nets cannot build
         for name in ("latent_dim", "g_width", "d_width"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -73,6 +91,26 @@ class GANConfig:
             raise ValueError(f"d_dropout must be in [0, 1), got {self.d_dropout}")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 or None, got {self.num_classes}")
+        if self.class_names is not None:
+            self.class_names = tuple(str(c) for c in self.class_names)
+            if len(self.class_names) != self.num_classes:
+                raise ValueError(
+                    f"class_names must hold num_classes={self.num_classes} names, got "
+                    f"{len(self.class_names)}"
+                )
+
+    def label_index(self, label: int | str) -> int:
+        """A class index from an index or a class name (a digit string is an index)."""
+        if isinstance(label, str):
+            if self.class_names is not None and label in self.class_names:
+                return self.class_names.index(label)
+            if label.strip().lstrip("-").isdigit():
+                return int(label)
+            known = ", ".join(self.class_names) if self.class_names else "none recorded"
+            raise ValueError(f"unknown class {label!r}; class names: {known}")
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise TypeError(f"a label is an int or a class name, got {type(label).__name__}")
+        return label
 
 
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: str = "non-saturating"):
@@ -93,25 +131,34 @@ def g_loss(fake_logits: torch.Tensor, loss: str = "non-saturating") -> torch.Ten
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def _widths(width: int, blocks: int) -> list[int]:
+    """Channels from the smallest map up: ``width * 2^(blocks - 1)``, ..., ``width``."""
+    return [width * 2 ** (blocks - 1 - i) for i in range(blocks)]
+
+
 class Generator(nn.Module):
-    """z ``(B, latent_dim)`` (+ labels ``(B,)``) -> images ``(B, 1, 28, 28)`` in [-1, 1]."""
+    """z ``(B, latent_dim)`` (+ labels ``(B,)``) -> images ``(B, C, H, W)`` in [-1, 1]."""
 
     def __init__(self, config: GANConfig):
         super().__init__()
-        c, w = config, config.g_width
+        c, shape = config, config.image_shape
+        w = c.g_width
         self.embed = nn.Embedding(c.num_classes, c.latent_dim) if c.num_classes else None
         z_dim = c.latent_dim * (2 if c.num_classes else 1)
         if c.arch == "conv":
-            self.net = nn.Sequential(
-                nn.Linear(z_dim, 2 * w * 49, bias=False),
-                nn.Unflatten(1, (2 * w, 7, 7)),
-                nn.BatchNorm2d(2 * w),
+            base, blocks = conv_plan(shape)
+            widths = _widths(w, blocks)  # e.g. 28x28: 2w at 7x7, w at 14x14
+            layers: list[nn.Module] = [
+                nn.Linear(z_dim, widths[0] * base * base, bias=False),
+                nn.Unflatten(1, (widths[0], base, base)),
+                nn.BatchNorm2d(widths[0]),
                 nn.ReLU(),
-                nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
-                nn.BatchNorm2d(w),
-                nn.ReLU(),
-                nn.ConvTranspose2d(w, 1, 4, 2, 1),  # (B, 1, 28, 28)
-            )
+            ]
+            for a, b in zip(widths[:-1], widths[1:], strict=True):
+                layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b)]
+                layers.append(nn.ReLU())  # each block doubles H and W
+            layers.append(nn.ConvTranspose2d(widths[-1], shape[0], 4, 2, 1))  # (B, C, H, W)
+            self.net = nn.Sequential(*layers)
         else:
             self.net = nn.Sequential(
                 nn.Linear(z_dim, w, bias=False),
@@ -120,38 +167,37 @@ class Generator(nn.Module):
                 nn.Linear(w, 2 * w, bias=False),
                 nn.BatchNorm1d(2 * w),
                 nn.ReLU(),
-                nn.Linear(2 * w, PIXELS),
-                nn.Unflatten(1, IMAGE_SHAPE),
+                nn.Linear(2 * w, math.prod(shape)),
+                nn.Unflatten(1, shape),
             )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * latent_dim)
-        return torch.tanh(self.net(z))  # (B, 1, 28, 28)
+        return torch.tanh(self.net(z))  # (B, C, H, W)
 
 
 class Discriminator(nn.Module):
-    """Images ``(B, 1, 28, 28)`` in [-1, 1] (+ labels ``(B,)``) -> logits ``(B,)``."""
+    """Images ``(B, C, H, W)`` in [-1, 1] (+ labels ``(B,)``) -> logits ``(B,)``."""
 
     def __init__(self, config: GANConfig):
         super().__init__()
-        c, w = config, config.d_width
+        c, shape = config, config.image_shape
+        w = c.d_width
         sn = _spectral_norm if c.spectral_norm else (lambda m: m)
         if c.arch == "conv":
-            self.features = nn.Sequential(
-                sn(nn.Conv2d(1, w, 4, 2, 1)),  # (B, w, 14, 14)
-                nn.LeakyReLU(0.2),
-                nn.Dropout(c.d_dropout),
-                sn(nn.Conv2d(w, 2 * w, 4, 2, 1)),  # (B, 2w, 7, 7)
-                nn.LeakyReLU(0.2),
-                nn.Dropout(c.d_dropout),
-                nn.Flatten(),
-            )
-            n_features = 2 * w * 49
+            base, blocks = conv_plan(shape)
+            widths = _widths(w, blocks)[::-1]  # e.g. 28x28: w at 14x14, 2w at 7x7
+            layers: list[nn.Module] = []
+            for a, b in zip([shape[0], *widths[:-1]], widths, strict=True):
+                layers += [sn(nn.Conv2d(a, b, 4, 2, 1)), nn.LeakyReLU(0.2)]  # halves H and W
+                layers.append(nn.Dropout(c.d_dropout))
+            self.features = nn.Sequential(*layers, nn.Flatten())
+            n_features = widths[-1] * base * base
         else:
             self.features = nn.Sequential(
                 nn.Flatten(),
-                sn(nn.Linear(PIXELS, 2 * w)),
+                sn(nn.Linear(math.prod(shape), 2 * w)),
                 nn.LeakyReLU(0.2),
                 nn.Dropout(c.d_dropout),
                 sn(nn.Linear(2 * w, w)),
@@ -230,6 +276,27 @@ class GAN(nn.Module, Pretrained):
             else:
                 e.copy_(g)
 
+    def as_labels(self, n: int, labels) -> torch.Tensor | None:
+        """``labels`` as a ``(n,)`` int64 tensor: one int or class name (repeated), or ``n`` of
+        them in a list, tuple, array or tensor. ``None`` stays ``None``.
+
+        Raises:
+            ValueError: labels for an unconditional GAN, a wrong count, or out of range.
+            TypeError: labels of another type.
+        """
+        if labels is None:
+            return None
+        if self.config.num_classes is None:
+            raise ValueError("labels given to an unconditional GAN (num_classes is None)")
+        if isinstance(labels, (int, str)):
+            labels = [labels] * n
+        if isinstance(labels, (list, tuple)):
+            labels = torch.tensor([self.config.label_index(x) for x in labels], dtype=torch.long)
+        elif not torch.is_tensor(labels):
+            labels = torch.as_tensor(labels)
+        self.check_labels(n, labels)
+        return labels.long()
+
     def check_labels(self, n: int, labels: torch.Tensor | None) -> None:
         """Raise ``ValueError`` unless ``labels`` fit this model and a batch of ``n``."""
         k = self.config.num_classes
@@ -254,23 +321,24 @@ class GAN(nn.Module, Pretrained):
     def sample(
         self,
         n: int,
-        labels: torch.Tensor | None = None,
+        labels: torch.Tensor | int | str | list | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` images from the EMA generator.
 
         Args:
             n: number of images, > 0.
-            labels: ``(n,)`` class indices for a conditional GAN; if omitted, labels are drawn
+            labels: for a conditional GAN, one class (an index or a name) for all ``n``, or
+                ``n`` of them (list or ``(n,)`` tensor); if omitted, labels are drawn
                 uniformly. Not allowed for an unconditional GAN.
             generator: a ``torch.Generator`` on the model's device, for reproducible samples.
 
         Returns:
-            Images ``(n, 1, 28, 28)`` in [0, 1].
+            Images ``(n, C, H, W)`` in [0, 1].
         """
         if not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        self.check_labels(n, labels)
+        labels = self.as_labels(n, labels)
         p = next(self.ema.parameters())
         z = torch.randn(n, self.config.latent_dim, device=p.device, generator=generator)
         if self.config.num_classes is not None and labels is None:
@@ -279,4 +347,4 @@ class GAN(nn.Module, Pretrained):
             )
         if labels is not None:
             labels = labels.to(p.device, torch.long)
-        return (self.ema(z, labels) + 1.0) / 2.0  # (n, 1, 28, 28)
+        return (self.ema(z, labels) + 1.0) / 2.0  # (n, C, H, W)

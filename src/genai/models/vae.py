@@ -1,13 +1,16 @@
-"""Variational autoencoder (Kingma & Welling 2014) for 28x28 single-channel images.
+"""Variational autoencoder (Kingma & Welling 2014) for ``(C, H, W)`` images (MNIST by default).
 
 The encoder maps x to the mean and log-variance of a diagonal Gaussian q(z|x); the
 reparameterization z = mu + sigma * eps keeps sampling differentiable; the decoder gives the
-logits of a Bernoulli p(x|z) (or the mean of a Gaussian with a learned per-pixel scale). With a
+logits of a Bernoulli p(x|z) (or the mean of a Gaussian or of a discretized logistic with a
+learned per-pixel scale). With a
 standard normal prior the KL term is analytic, and the ELBO is reported in nats per example::
 
     ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))
     KL      = 0.5 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)
 
+For the discrete likelihoods (Bernoulli on binarized data, discretized logistic on 8-bit pixels)
+``nats / (C * H * W * ln 2)`` is the usual bits per dimension; see :meth:`VAE.bits_per_dim`.
 ``iwae_nll`` is the importance-weighted bound of Burda et al. (2015), and ``impute`` fills in
 missing pixels by iterated posterior sampling (Rezende et al. 2014).
 """
@@ -22,12 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai.checkpoint import Pretrained
+from genai.models.layout import check_image_shape, conv_plan
 from genai.validation import check_fields, coerce_config
 
 ARCHS = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 IMAGE_SHAPE = (1, 28, 28)
 LOG_2PI = math.log(2 * math.pi)
+MAX_WIDTH = 256
 
 
 @dataclass
@@ -36,21 +41,32 @@ class VAEConfig:
 
     Attributes:
         latent_dim: size of z.
-        arch: ``"mlp"`` (fully connected) or ``"conv"`` (two strided convolutions each way).
+        arch: ``"mlp"`` (fully connected, any image size) or ``"conv"`` (one stride-2
+            convolution per doubling from 7x7 or 4x4 up to the image, each way; see
+            :mod:`genai.models.layout`).
         hidden_dims: MLP hidden layer widths, input side first; for ``"conv"`` the first entry
             is the width of the fully connected layer between the convolutions and z.
-        channels: the two convolution widths of ``"conv"``.
-        likelihood: ``"bernoulli"`` (logits) or ``"gaussian"`` (sigmoid mean, learned log-scale).
+        channels: the convolution widths of ``"conv"``, image side first, one per stride-2
+            block; ``None`` gives 32, 64, 128, 256, 256, ... (32, 64 at 28x28).
+        likelihood: ``"bernoulli"`` (logits), ``"gaussian"`` (sigmoid mean, learned per-pixel
+            log-scale) or ``"logistic"`` (discretized logistic over the 256 pixel levels, the
+            likelihood of natural images); ``None`` picks bernoulli for gray images and
+            logistic for color.
+        image_shape: ``(C, H, W)`` of the images, C = 1 or 3.
     """
 
     latent_dim: int = 32
     arch: str = "conv"
     hidden_dims: tuple[int, ...] = (512,)
-    channels: tuple[int, int] = (32, 64)
-    likelihood: str = "bernoulli"
+    channels: tuple[int, ...] | None = None
+    likelihood: str | None = None
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self.image_shape = check_image_shape(self.image_shape)
+        if self.likelihood is None:
+            self.likelihood = "bernoulli" if self.image_shape[0] == 1 else "logistic"
         if self.latent_dim <= 0:
             raise ValueError(f"latent_dim must be > 0, got {self.latent_dim}")
         if self.arch not in ARCHS:
@@ -59,8 +75,22 @@ class VAEConfig:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if not self.hidden_dims or any(h <= 0 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be one or more sizes > 0, got {self.hidden_dims}")
-        if len(self.channels) != 2 or any(c <= 0 for c in self.channels):
-            raise ValueError(f"channels must be two sizes > 0, got {self.channels}")
+        if self.arch == "conv":
+            _, blocks = conv_plan(self.image_shape)
+            if self.channels is not None:
+                self.channels = tuple(self.channels)
+                if len(self.channels) != blocks or any(c <= 0 for c in self.channels):
+                    raise ValueError(
+                        f"channels must be {blocks} sizes > 0 for image_shape "
+                        f"{self.image_shape} (one per stride-2 block), got {self.channels}"
+                    )
+
+    def conv_widths(self) -> tuple[int, ...]:
+        """The convolution widths, image side first (``channels`` or the default)."""
+        if self.channels is not None:
+            return tuple(self.channels)
+        _, blocks = conv_plan(self.image_shape)
+        return tuple(min(32 * 2**i, MAX_WIDTH) for i in range(blocks))
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -72,29 +102,58 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _conv_encoder(c: tuple[int, int], hidden: int, out: int) -> nn.Sequential:
+def _conv_encoder(
+    in_channels: int, widths: tuple[int, ...], base: int, hidden: int, out: int
+) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip((in_channels, *widths[:-1]), widths, strict=True):
+        layers += [nn.Conv2d(a, b, 4, 2, 1), nn.ReLU()]  # halves H and W
     return nn.Sequential(
-        nn.Conv2d(1, c[0], 4, 2, 1),  # (B, c0, 14, 14)
-        nn.ReLU(),
-        nn.Conv2d(c[0], c[1], 4, 2, 1),  # (B, c1, 7, 7)
-        nn.ReLU(),
+        *layers,  # (B, widths[-1], base, base)
         nn.Flatten(),
-        nn.Linear(c[1] * 49, hidden),
+        nn.Linear(widths[-1] * base * base, hidden),
         nn.ReLU(),
         nn.Linear(hidden, out),
     )
 
 
-def _conv_decoder(c: tuple[int, int], hidden: int, latent: int) -> nn.Sequential:
-    return nn.Sequential(
+def _conv_decoder(
+    out_channels: int, widths: tuple[int, ...], base: int, hidden: int, latent: int
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
         nn.Linear(latent, hidden),
         nn.ReLU(),
-        nn.Linear(hidden, c[1] * 49),
+        nn.Linear(hidden, widths[-1] * base * base),
         nn.ReLU(),
-        nn.Unflatten(1, (c[1], 7, 7)),
-        nn.ConvTranspose2d(c[1], c[0], 4, 2, 1),  # (B, c0, 14, 14)
-        nn.ReLU(),
-        nn.ConvTranspose2d(c[0], 1, 4, 2, 1),  # (B, 1, 28, 28) logits
+        nn.Unflatten(1, (widths[-1], base, base)),
+    ]
+    for a, b in zip(widths[::-1], widths[-2::-1], strict=False):
+        layers += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.ReLU()]  # doubles H and W
+    layers.append(nn.ConvTranspose2d(widths[0], out_channels, 4, 2, 1))  # (B, C, H, W) logits
+    return nn.Sequential(*layers)
+
+
+def discretized_logistic_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """log P(x) per pixel for x on the 256-level grid {0, 1/255, ..., 1} (Salimans et al. 2017).
+
+    P(x) is the mass of a logistic(mean, exp(log_scale)) in the bin [x - 1/510, x + 1/510],
+    with the edge bins stretched to -inf and +inf, so the 256 probabilities sum to 1.
+    Elementwise; shapes broadcast.
+    """
+    inv_s = torch.exp(-log_scale)
+    centered = x - mean
+    plus = inv_s * (centered + 0.5 / 255)
+    minus = inv_s * (centered - 0.5 / 255)
+    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): the x = 0 bin
+    log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the x = 1 bin
+    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    mid = inv_s * centered  # when the bin's mass underflows: density times the bin width
+    log_mid = mid - log_scale - 2.0 * F.softplus(mid) - math.log(255.0)
+    inner = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)), log_mid)
+    return torch.where(
+        x < 0.5 / 255, log_cdf_plus, torch.where(x > 1 - 0.5 / 255, log_one_minus_cdf_minus, inner)
     )
 
 
@@ -109,7 +168,7 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -
 
 
 class VAE(nn.Module, Pretrained):
-    """A VAE for ``(B, 1, 28, 28)`` images in [0, 1].
+    """A VAE for ``(B, C, H, W)`` images in [0, 1] (``config.image_shape``, default (1, 28, 28)).
 
     Example:
         >>> vae = VAE(VAEConfig(latent_dim=16))
@@ -120,15 +179,19 @@ class VAE(nn.Module, Pretrained):
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = config = coerce_config(config, VAEConfig)
-        d, h = config.latent_dim, config.hidden_dims
+        d, h, shape = config.latent_dim, config.hidden_dims, config.image_shape
+        pixels = math.prod(shape)
         if config.arch == "mlp":
-            self.encoder = _mlp([784, *h, 2 * d])
-            self.decoder = nn.Sequential(_mlp([d, *reversed(h), 784]), nn.Unflatten(1, IMAGE_SHAPE))
+            self.encoder = _mlp([pixels, *h, 2 * d])
+            self.decoder = nn.Sequential(_mlp([d, *reversed(h), pixels]), nn.Unflatten(1, shape))
         else:
-            self.encoder = _conv_encoder(config.channels, h[0], 2 * d)
-            self.decoder = _conv_decoder(config.channels, h[0], d)
-        if config.likelihood == "gaussian":
-            self.log_scale = nn.Parameter(torch.full(IMAGE_SHAPE, -1.0))
+            base, _ = conv_plan(shape)
+            widths = config.conv_widths()
+            self.encoder = _conv_encoder(shape[0], widths, base, h[0], 2 * d)
+            self.decoder = _conv_decoder(shape[0], widths, base, h[0], d)
+        if config.likelihood in ("gaussian", "logistic"):
+            start = -1.0 if config.likelihood == "gaussian" else -3.0
+            self.log_scale = nn.Parameter(torch.full(shape, start))
 
     def _check(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or not x.is_floating_point():
@@ -136,18 +199,21 @@ class VAE(nn.Module, Pretrained):
                 f"expected a float tensor of images in [0, 1], got "
                 f"{x.dtype if torch.is_tensor(x) else type(x).__name__}"
             )
-        if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-            raise ValueError(f"expected images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.config.image_shape:
+            raise ValueError(
+                f"expected images of shape (B, {', '.join(map(str, self.config.image_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, 1, 28, 28)`` -> mean and log-variance of q(z|x), each ``(B, latent_dim)``."""
+        """``(B, C, H, W)`` -> mean and log-variance of q(z|x), each ``(B, latent_dim)``."""
         self._check(x)
         h = self.encoder(x.flatten(1) if self.config.arch == "mlp" else x)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``(B, latent_dim)`` -> decoder logits ``(B, 1, 28, 28)``; ``sigmoid`` gives the mean."""
+        """``(B, latent_dim)`` -> decoder logits ``(B, C, H, W)``; ``sigmoid`` gives the mean."""
         return self.decoder(z)
 
     @staticmethod
@@ -159,12 +225,15 @@ class VAE(nn.Module, Pretrained):
         return mu + torch.exp(0.5 * logvar) * eps
 
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per example, summed over pixels, in nats. ``(B, 1, 28, 28) -> (B,)``."""
+        """log p(x|z) per example, summed over pixels, in nats. ``(B, C, H, W) -> (B,)``."""
         if self.config.likelihood == "bernoulli":
             return (
                 -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
             )
         log_scale = self.log_scale.clamp(min=-6.0)
+        if self.config.likelihood == "logistic":
+            log_p = discretized_logistic_log_prob(x, torch.sigmoid(logits), log_scale)
+            return log_p.flatten(1).sum(1)
         z = (x - torch.sigmoid(logits)) * torch.exp(-log_scale)
         return (-0.5 * (LOG_2PI + z.pow(2)) - log_scale).flatten(1).sum(1)
 
@@ -172,7 +241,7 @@ class VAE(nn.Module, Pretrained):
         """Single-sample ELBO terms, averaged over the batch, in nats per example.
 
         Args:
-            x: images ``(B, 1, 28, 28)`` in [0, 1].
+            x: images ``(B, C, H, W)`` in [0, 1].
             beta: weight of the KL term in ``loss`` (beta-VAE, KL warm-up); ``elbo`` is always
                 the true bound (beta = 1).
 
@@ -185,6 +254,16 @@ class VAE(nn.Module, Pretrained):
         recon = -self.log_likelihood(x, self.decode(z)).mean()
         kl = gaussian_kl(mu, logvar).mean()
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+
+    def bits_per_dim(self, nats: float | torch.Tensor) -> float | torch.Tensor:
+        """Convert a negative log-likelihood in nats per example to bits per dimension.
+
+        Exact for the discrete likelihoods (Bernoulli, discretized logistic). For the Gaussian, a
+        density on [0, 1], the 8-bit bin width is added (``+ 8`` bits): the usual
+        approximation, meaningful when the data are dequantized.
+        """
+        bits = nats / (math.prod(self.config.image_shape) * math.log(2))
+        return bits + 8.0 if self.config.likelihood == "gaussian" else bits
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Same as :meth:`elbo` with beta = 1 (so ``torch.compile(vae)`` compiles the loss)."""
@@ -218,7 +297,7 @@ class VAE(nn.Module, Pretrained):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws from the prior: ``(n, 1, 28, 28)`` decoder means in [0, 1]."""
+        """Decode ``n`` draws from the prior: ``(n, C, H, W)`` decoder means in [0, 1]."""
         if n <= 0:
             raise ValueError(f"n must be > 0, got {n}")
         p = next(self.parameters())
@@ -229,7 +308,7 @@ class VAE(nn.Module, Pretrained):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decoder mean at the posterior mean: ``(B, 1, 28, 28)`` in [0, 1]."""
+        """Decoder mean at the posterior mean: ``(B, C, H, W)`` in [0, 1]."""
         mu, _ = self.encode(x)
         return torch.sigmoid(self.decode(mu))
 
@@ -247,13 +326,13 @@ class VAE(nn.Module, Pretrained):
         set the missing pixels to the decoder mean p(x | z). Observed pixels are never changed.
 
         Args:
-            x: images ``(B, 1, 28, 28)``; values under the missing pixels are ignored.
+            x: images ``(B, C, H, W)``; values under the missing pixels are ignored.
             mask: bool, True where a pixel is observed; shape of ``x`` or broadcastable to it.
             steps: number of chain steps (>= 1).
             generator: for reproducible chains.
 
         Returns:
-            ``(B, 1, 28, 28)``: ``x`` where observed, the model's completion elsewhere.
+            ``(B, C, H, W)``: ``x`` where observed, the model's completion elsewhere.
         """
         self._check(x)
         if steps < 1:

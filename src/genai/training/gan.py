@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 
-from genai.data.images import ImageBatches, ImageDataset, as_dataset
+from genai.data.images import ImageBatches, ImageDataset, as_dataset, check_shape
 from genai.models.gan import GAN, LOSSES, d_loss, g_loss
 from genai.plots import save_grid
 from genai.training.engine import (
@@ -42,8 +43,9 @@ class GANTrainConfig(TrainConfig):
         n_grid: images per row of the fixed-noise sample grid (one row per class when
             conditional; 64 images in 8 rows when not).
         augment: differentiable augmentation (Zhao et al. 2020): D sees every real and every
-            generated image randomly shifted by up to 3 pixels and with a 14x14 square blanked,
-            in both steps, so it cannot memorise a small training set.
+            generated image randomly shifted by up to 1/8 of its side and with a square of half
+            its side blanked (3 pixels and 14x14 at 28x28), in both steps, so it cannot
+            memorise a small training set.
         mode_seeking: weight of the mode-seeking term (Mao et al. 2019) in G's loss. The batch's
             noise comes in pairs (z1, z2) with the same label and G is penalised by
             mean|z1 - z2| / mean|G(z1) - G(z2)|, so it cannot map all noise of a class to one
@@ -78,14 +80,17 @@ class GANTrainConfig(TrainConfig):
             raise ValueError(f"mode_seeking must be >= 0, got {self.mode_seeking}")
 
 
-def diff_augment(x: torch.Tensor, shift: int = 3, cut: int = 14) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, shift: int | None = None, cut: int | None = None) -> torch.Tensor:
     """Random translation and cutout of ``(B, C, H, W)`` images in [-1, 1], differentiably.
 
     Each image is shifted by an integer offset in [-shift, shift] per axis (background, -1,
     fills the gap) and a ``cut`` x ``cut`` square at a random place is set to -1. Gradients
-    flow to every pixel that stays visible.
+    flow to every pixel that stays visible. By default ``shift = H // 8`` and ``cut = H // 2``
+    (DiffAugment's fractions; 3 and 14 at 28x28).
     """
     b, _, h, w = x.shape
+    shift = h // 8 if shift is None else shift
+    cut = h // 2 if cut is None else cut
     offsets = torch.randint(-shift, shift + 1, (2, b, 1, 1), device=x.device)
     rows = torch.arange(h, device=x.device).view(1, h, 1) - offsets[0]  # (B, H, 1) source row
     cols = torch.arange(w, device=x.device).view(1, 1, w) - offsets[1]  # (B, 1, W) source col
@@ -103,7 +108,7 @@ def diff_augment(x: torch.Tensor, shift: int = 3, cut: int = 14) -> torch.Tensor
 def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Mao et al. (2019): mean over pairs of mean|z1 - z2| / mean|G(z1) - G(z2)|.
 
-    The pairs are rows i and i + B/2 of ``fake`` ``(B, 1, 28, 28)`` and ``z`` ``(B, Z)``. Small
+    The pairs are rows i and i + B/2 of ``fake`` ``(B, C, H, W)`` and ``z`` ``(B, Z)``. Small
     when different noise gives different images; large when G ignores its noise.
     """
     half = fake.shape[0] // 2
@@ -126,12 +131,23 @@ class GANTask:
 
     def __init__(self, model: GAN, data: ImageDataset, config: GANTrainConfig):
         self.model, self.data, self.config = model, data, config
+        check_shape(model.config.image_shape, data)
         k = model.config.num_classes
-        if k is not None and (data.labels.min() < 0 or data.labels.max() >= k):
+        if k is None:
+            return
+        if data.labels is None or data.num_classes < 2:
+            found = "no labels" if data.labels is None else "one class only"
+            raise ValueError(
+                f"a conditional GAN (num_classes={k}) needs labeled data with at least 2 "
+                f"classes; {data.name} has {found}"
+            )
+        if data.labels.min() < 0 or data.labels.max() >= k:
             raise ValueError(
                 f"the data's labels span [{int(data.labels.min())}, {int(data.labels.max())}] "
                 f"but the model has num_classes={k}"
             )
+        if model.config.class_names is None and data.class_names and len(data.class_names) == k:
+            model.config.class_names = data.class_names  # saved with the run
 
     def setup(self, device: torch.device) -> ImageBatches:
         self.model.to(device)
@@ -169,7 +185,7 @@ class GANTask:
         fake_labels: torch.Tensor | None,
         trainer: Trainer,
     ) -> dict[str, torch.Tensor]:
-        """One update of D on real ``x`` and *detached* ``fake`` ``(B, 1, 28, 28)`` in [-1, 1]."""
+        """One update of D on real ``x`` and *detached* ``fake`` ``(B, C, H, W)`` in [-1, 1]."""
         fake = fake.detach()  # no gradient reaches G
         if self.config.augment:
             x, fake = diff_augment(x), diff_augment(fake)
@@ -210,7 +226,7 @@ class GANTask:
 
     def train_step(self, batch, step: int, trainer: Trainer) -> dict[str, torch.Tensor]:
         x, y = batch
-        x = x * 2.0 - 1.0  # (B, 1, 28, 28) in [-1, 1], the range of G's tanh
+        x = x * 2.0 - 1.0  # (B, C, H, W) in [-1, 1], the range of G's tanh
         k = self.model.config.num_classes
         g_turn = (step + 1) % self.config.d_steps_per_g_step == 0
         b = x.shape[0]
@@ -219,7 +235,7 @@ class GANTask:
         if k is not None:  # in pairs (i, i + B/2) with one label, for the mode-seeking term
             fake_labels = torch.randint(k, ((b + 1) // 2,), device=x.device).repeat(2)[:b]
         with torch.set_grad_enabled(g_turn), trainer.autocast():
-            fake = self.G(z, fake_labels)  # (B, 1, 28, 28); the G step reuses it
+            fake = self.G(z, fake_labels)  # (B, C, H, W); the G step reuses it
         out = self.d_step(x, y if k is not None else None, fake, fake_labels, trainer)
         if g_turn:
             self.last_g_loss = self.g_step(fake, fake_labels, trainer, z)
@@ -235,16 +251,18 @@ class GANTask:
         return save_grid(images, stem.with_suffix(".png"), nrow=self.grid_cols)
 
     def checkpoint_extra(self) -> dict:
-        return {"data": {"dataset": self.data.name, "source": self.data.source}}
+        return {"data": self.data.describe()}
 
 
 def train_gan(
     model: GAN,
-    data: ImageDataset | torch.Tensor,
+    data: ImageDataset | torch.Tensor | np.ndarray,
     config: GANTrainConfig | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> dict:
-    """Train ``model`` on ``data`` (an :class:`ImageDataset` or uint8 images ``(N, 1, 28, 28)``).
+    """Train ``model`` on ``data``: an :class:`ImageDataset` (:func:`genai.load_images`), or
+    unlabeled images ``(N, C, H, W)`` / ``(N, H, W)``, uint8 or float in [0, 1], as a tensor or
+    NumPy array. A conditional model needs labeled data; it records the data's class names.
 
     Writes the run directory ``config.out_dir`` (with a fixed-noise sample grid per epoch, one
     row per class when conditional) and returns :func:`fit`'s summary; the model is trained in

@@ -6,9 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from genai.data.images import ImageBatches, ImageDataset, as_dataset, fixed_binarization, to_float
+from genai.data.images import (
+    ImageBatches,
+    ImageDataset,
+    as_dataset,
+    check_shape,
+    fixed_binarization,
+    to_float,
+)
 from genai.models.vae import VAE
 from genai.plots import save_grid
 from genai.training.engine import (
@@ -63,7 +71,11 @@ def eval_images(
 def evaluate_vae(
     model: VAE, x: torch.Tensor, batch_size: int = 1000, iwae_k: int = 0
 ) -> dict[str, float]:
-    """Mean ELBO terms (and, if ``iwae_k`` > 0, the IWAE NLL) of ``x`` in nats per example."""
+    """Mean ELBO terms (and, if ``iwae_k`` > 0, the IWAE NLL) of ``x`` in nats per example.
+
+    ``bits_per_dim`` is the negative ELBO (or the IWAE NLL when computed) in bits per dimension
+    (see :meth:`VAE.bits_per_dim`).
+    """
     totals = {"recon": 0.0, "kl": 0.0, "elbo": 0.0, "iwae_nll": 0.0}
     for start in range(0, x.shape[0], batch_size):
         batch = x[start : start + batch_size]
@@ -76,6 +88,7 @@ def evaluate_vae(
     out["loss"] = -out["elbo"]
     if not iwae_k:
         del out["iwae_nll"]
+    out["bits_per_dim"] = float(model.bits_per_dim(out.get("iwae_nll", out["loss"])))
     return out
 
 
@@ -88,6 +101,9 @@ class VAETask:
         self, model: VAE, data: ImageDataset, config: VAETrainConfig, eval_data: ImageDataset | None
     ):
         self.model, self.data, self.config, self.eval_data = model, data, config, eval_data
+        check_shape(model.config.image_shape, data)
+        if eval_data is not None:
+            check_shape(model.config.image_shape, eval_data)
 
     def setup(self, device: torch.device) -> ImageBatches:
         self.model.to(device)
@@ -131,17 +147,18 @@ class VAETask:
         return save_grid(self.model.sample(64, generator=generator), stem.with_suffix(".png"))
 
     def checkpoint_extra(self) -> dict:
-        return {"data": {"dataset": self.data.name, "source": self.data.source}}
+        return {"data": self.data.describe()}
 
 
 def train_vae(
     model: VAE,
-    data: ImageDataset | torch.Tensor,
+    data: ImageDataset | torch.Tensor | np.ndarray,
     config: VAETrainConfig | None = None,
-    eval_data: ImageDataset | torch.Tensor | None = None,
+    eval_data: ImageDataset | torch.Tensor | np.ndarray | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> dict:
-    """Train ``model`` on ``data`` (an :class:`ImageDataset` or uint8 images ``(N, 1, 28, 28)``).
+    """Train ``model`` on ``data``: an :class:`ImageDataset` (:func:`genai.load_images`), or
+    images ``(N, C, H, W)`` / ``(N, H, W)``, uint8 or float in [0, 1], as a tensor or array.
 
     Writes the run directory ``config.out_dir`` and returns :func:`fit`'s summary; the model is
     trained in place. ``eval_data`` gives the test ELBO at each eval step. ``config`` may be a

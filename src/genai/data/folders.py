@@ -1,0 +1,260 @@
+"""Folders of image files, decoded once into a uint8 tensor by a pool of threads, and cached.
+
+Layouts (as torchvision's ``ImageFolder``)::
+
+    photos/cat/001.png  photos/dog/002.jpg ...   class subfolders: labels 0, 1, ... in sorted
+                                                 order of the folder names, which are the classes
+    photos/001.png  photos/002.webp ...          flat: unlabeled
+    photos/train/<classes or flat>  photos/test/...   split subfolders: ``split`` picks one
+
+Files ending in .png, .jpg, .jpeg, .webp or .bmp (any case) are images; other files are
+ignored. Every image is center-cropped to a square and resized (antialiased) to ``image_size``,
+converted to gray or RGB (transparent pixels composited on white), and written straight into a
+preallocated ``(N, C, S, S)`` uint8 tensor, so memory is that tensor plus a small constant.
+
+The decoded tensor is cached in ``cache_dir()/images/`` under a key made of every file's
+relative path, size and modification time and the requested size and channels: the second
+load of an unchanged folder reads one ``.npy`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from genai.data.images import DatasetError, ImageDataset, cache_dir
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+_CACHE_VERSION = 1
+_CHUNK = 256  # images per pool task
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath) / f for f in sorted(filenames) if _is_image(f)]
+    return files
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
+    """Files, labels and class names of a folder (class subfolders) or just files (flat)."""
+    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = [(d.name, _image_files(d)) for d in subdirs]
+    classes = [(name, files) for name, files in classes if files]
+    top = sorted(f for f in folder.iterdir() if f.is_file() and _is_image(f.name))
+    if classes:
+        if top:
+            log.warning("%s: %d images beside the class subfolders are ignored", folder, len(top))
+        files = [f for _, fs in classes for f in fs]
+        labels = [k for k, (_, fs) in enumerate(classes) for _ in fs]
+        return files, labels, tuple(name for name, _ in classes)
+    if not top:
+        others = [f.name for f in folder.iterdir() if not f.name.startswith(".")][:3]
+        found = f"; found only {', '.join(others)}" if others else " (it is empty)"
+        raise DatasetError(
+            f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder or its class "
+            f"subfolders{found}"
+        )
+    return top, None, None
+
+
+def _open_error(path: Path, e: Exception) -> DatasetError:
+    return DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e})")
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except Exception as e:  # PIL raises many types for bad files; each becomes one clear error
+        raise _open_error(path, e) from e
+
+
+def _decode(path: Path, size: int, channels: int) -> np.ndarray:
+    """One file -> ``(channels, size, size)`` uint8: center square, antialiased resize."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at 1/2^k
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                im = im.convert("RGBA")
+                im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
+            im = im.convert("RGB" if channels == 3 else "L")
+            w, h = im.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            box = (left, top, left + side, top + side)
+            im = im.resize((size, size), Image.Resampling.BICUBIC, box=box)
+            array = np.asarray(im, dtype=np.uint8)
+    except Exception as e:  # truncated or corrupt data surfaces only when decoding
+        raise _open_error(path, e) from e
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def _pool_map(fn, items: list, num_workers: int | None, desc: str, progress: bool) -> None:
+    """Run ``fn(chunk_start, chunk)`` over chunks of ``items`` in a thread pool, with a bar."""
+    workers = num_workers or os.cpu_count() or 1
+    chunks = [(i, items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar,
+    ):
+        for n in pool.map(lambda c: fn(*c), chunks):
+            bar.update(n)
+
+
+def decode_files(
+    files: list[Path],
+    size: int,
+    channels: int,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Decode ``files`` into a uint8 tensor ``(N, channels, size, size)``.
+
+    Raises:
+        DatasetError: naming the first file that cannot be decoded.
+    """
+    out = torch.empty(len(files), channels, size, size, dtype=torch.uint8)
+    target = out.numpy()
+
+    def work(start: int, chunk: list[Path]) -> int:
+        for i, path in enumerate(chunk):
+            target[start + i] = _decode(path, size, channels)
+        return len(chunk)
+
+    _pool_map(work, files, num_workers, "decoding images", progress)
+    return out
+
+
+def _defaults(
+    files: list[Path],
+    image_size: int | None,
+    channels: int | None,
+    num_workers: int | None,
+    progress: bool,
+) -> tuple[int, int]:
+    """Read the headers when the size or the channels are not given: RGB if any image has
+    color; the common square side (the short side when all images share one size)."""
+    headers: list[tuple[str, tuple[int, int]]] = [("", (0, 0))] * len(files)
+
+    def work(start: int, chunk: list[Path]) -> int:
+        for i, path in enumerate(chunk):
+            headers[start + i] = _header(path)
+        return len(chunk)
+
+    _pool_map(work, files, num_workers, "reading image headers", progress)
+    if channels is None:
+        channels = 1 if all(mode in _GRAY_MODES for mode, _ in headers) else 3
+    if image_size is None:
+        sizes = {size for _, size in headers}
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+            raise DatasetError(
+                f"{files[0].parent}: the images have {len(sizes)} different sizes ({shown}, ...); "
+                "pass image_size (--image-size) to resize them all to one square size"
+            )
+        image_size = min(sizes.pop())
+    return image_size, channels
+
+
+def _cache_key(root: Path, files: list[Path], image_size: int | None, channels: int | None) -> str:
+    h = hashlib.sha256(f"{_CACHE_VERSION} {image_size} {channels}\n".encode())
+    for path in files:
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _read_cache(stem: Path) -> tuple[torch.Tensor, dict] | None:
+    meta_path = stem.with_suffix(".json")  # written last: its presence means the cache is whole
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = torch.from_numpy(np.load(stem.with_suffix(".npy"), allow_pickle=False))
+    except (OSError, ValueError) as e:
+        log.warning("ignoring the unreadable image cache %s (%s)", stem, e)
+        return None
+    return images, meta
+
+
+def _write_cache(stem: Path, images: torch.Tensor, meta: dict) -> None:
+    from genai.checkpoint import atomic_write
+
+    try:
+        atomic_write(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, images.numpy()))
+        atomic_write(stem.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+    except OSError as e:  # a read-only cache must not stop training
+        log.warning("could not cache decoded images in %s (%s)", stem.parent, e)
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def load_folder(
+    folder: Path,
+    split: str = "train",
+    image_size: int | None = None,
+    channels: int | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> ImageDataset:
+    """Load a folder of images (see the module docstring for the layouts).
+
+    Raises:
+        DatasetError: no images, mixed sizes without ``image_size``, a file that is not a
+            readable image (named), or a split subfolder that is missing.
+    """
+    folder = Path(folder)
+    has_splits = (folder / "train").is_dir() and (folder / "test").is_dir()
+    if has_splits:
+        folder = folder / split
+    elif split != "train":
+        raise DatasetError(
+            f"{folder}: no {split} split (a folder has one only with train/ and test/ subfolders)"
+        )
+    files, labels, class_names = _scan(folder)
+    stem = cache_dir() / "images" / _cache_key(folder, files, image_size, channels)
+    cached = _read_cache(stem) if use_cache else None
+    if cached is not None:
+        images, _ = cached
+        log.info("%s: %d decoded images from the cache %s", folder, len(files), stem)
+    else:
+        size, c = image_size, channels
+        if size is None or c is None:
+            size, c = _defaults(files, image_size, channels, num_workers, progress)
+        images = decode_files(files, size, c, num_workers, progress)
+        if use_cache:
+            _write_cache(stem, images, {"folder": str(folder), "count": len(files)})
+    name = folder.parent.name if has_splits else folder.name
+    return ImageDataset(
+        images,
+        torch.tensor(labels, dtype=torch.long) if labels is not None else None,
+        name,
+        split,
+        str(folder),
+        class_names,
+    )

@@ -1,0 +1,130 @@
+"""The CLI on image folders: --data, --image-size, recorded data on resume/eval, --label NAME."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genai.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+GAN_TINY = ["--latent-dim", "8", "--g-width", "8", "--d-width", "8", "--batch-size", "8"]
+COMMON = ["--device", "cpu", "--no-progress", "--max-steps", "2", "--checkpoint-every", "0"]
+
+
+@pytest.fixture
+def color_folder(tmp_path):
+    """train/ and test/ with two classes of 40x40 RGB PNGs: red 'apple', blue 'sea'."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 6)):
+        for name, channel in (("apple", 0), ("sea", 2)):
+            for i in range(n):
+                img = rng.integers(0, 40, (40, 40, 3), dtype=np.uint8)
+                img[..., channel] = 220
+                path = tmp_path / "fruit" / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(path)
+    return tmp_path / "fruit"
+
+
+def test_gan_on_a_folder_records_its_data_and_samples_by_name(tmp_path, color_folder, capsys):
+    run = tmp_path / "run"
+    argv = ["-q", "train", "gan", "--data", str(color_folder), "--image-size", "32"]
+    argv += ["--num-classes", "2", "--out-dir", str(run), *GAN_TINY, *COMMON]
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_config"]["image_shape"] == [3, 32, 32]
+    assert config["model_config"]["class_names"] == ["apple", "sea"]
+    assert config["data"]["source"] == str(color_folder.resolve())
+    assert config["data"]["image_size"] == 32
+
+    grid = tmp_path / "sea.png"
+    assert main(["-q", "sample", str(run), "--label", "sea", "--n", "4", "--out", str(grid)]) == 0
+    assert Image.open(grid).mode == "RGB"
+    assert main(["-q", "sample", str(run), "--label", "pear", "--out", str(grid)]) == 2
+    assert "unknown class 'pear'; class names: apple, sea" in capsys.readouterr().err
+
+    # --resume reads the recorded folder and size: no --data needed
+    assert main(["-q", "train", "gan", "--resume", str(run), "--max-steps", "3"]) == 0
+    assert json.loads((run / "config.json").read_text())["step"] == 3
+
+    # eval finds the test split of the recorded folder, trains its classifier, gives the floor
+    capsys.readouterr()
+    ev = ["-q", "eval", str(run), "--device", "cpu", "--samples", "20", "--classifier-steps", "3"]
+    assert main(ev) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 12 and "fid" in result and "fid_real_floor" in result
+    assert 0.0 <= result["conditional_accuracy"] <= 1.0
+    assert "classifier trained on fruit train" in result["feature_space"]
+
+
+def test_gray_run_resumed_on_rgb_data_is_refused(tmp_path, color_folder, capsys):
+    run = tmp_path / "gray"
+    argv = ["-q", "train", "gan", "--data", str(color_folder), "--image-size", "28"]
+    argv += ["--image-channels", "1", "--out-dir", str(run), *GAN_TINY, *COMMON]
+    assert main(argv) == 0
+    weights = (run / "model.safetensors").read_bytes()
+    resume = ["-q", "train", "gan", "--resume", str(run), "--max-steps", "4"]
+    assert main([*resume, "--data", str(color_folder), "--image-channels", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "model takes (1, 28, 28) images but the data (fruit) are (3, 28, 28)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run / "model.safetensors").read_bytes() == weights  # nothing written over
+
+
+def test_vae_on_an_unbuildable_size_and_a_bad_folder(tmp_path, color_folder, capsys):
+    argv = ["-q", "train", "vae", "--data", str(color_folder), "--image-size", "30"]
+    assert main([*argv, "--out-dir", str(tmp_path / "v"), *COMMON]) == 2
+    assert "conv nets need square images" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    argv = ["-q", "train", "vae", "--data", str(tmp_path / "empty")]
+    assert main([*argv, "--out-dir", str(tmp_path / "v"), *COMMON]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
+def test_unlabeled_folder_eval_says_what_it_cannot_compute(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for i in range(10):
+            path = tmp_path / "flat" / split / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(path)
+    run = tmp_path / "run"
+    argv = ["-q", "train", "vae", "--data", str(tmp_path / "flat"), "--out-dir", str(run)]
+    argv += ["--arch", "mlp", "--hidden-dims", "16", "--latent-dim", "3", "--batch-size", "5"]
+    assert main([*argv, *COMMON]) == 0
+    capsys.readouterr()
+    assert main(["-q", "eval", str(run), "--device", "cpu", "--k", "5"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "bits_per_dim" in result and "fid" not in result
+    assert "unlabeled" in result["note"]
+
+
+def _example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cifar10_gan_example_on_the_on_disk_format(tmp_path, cifar10_root):
+    out = tmp_path / "out"
+    args = ["--root", str(cifar10_root.parent), "--out", str(out), "--max-steps", "2"]
+    grid = _example("cifar10_gan").main([*args, "--device", "cpu"])
+    assert Image.open(grid).size == (10 * 34 + 2, 10 * 34 + 2)  # 10 classes x 10, 32x32 + pad
+    config = json.loads((out / "run" / "config.json").read_text())
+    assert config["model_config"]["class_names"][9] == "truck"
+
+
+def test_folder_vae_example(tmp_path, color_folder):
+    args = [str(color_folder), "--image-size", "32", "--out", str(tmp_path / "out")]
+    scores = _example("folder_vae").main([*args, "--max-steps", "2", "--device", "cpu"])
+    assert scores["bits_per_dim"] > 0 and scores["kl"] >= 0
+    assert (tmp_path / "out" / "samples.png").is_file()

@@ -1,0 +1,182 @@
+"""The VAE and the GAN at every image shape: build rule, training, sampling, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import genai
+from genai.data.images import load_images
+from genai.models.gan import GAN, GANConfig
+from genai.models.layout import buildable_sizes, conv_plan
+from genai.models.vae import VAE, VAEConfig, discretized_logistic_log_prob
+from genai.training.gan import GANTrainConfig, train_gan
+from genai.training.vae import VAETrainConfig, evaluate_vae, train_vae
+
+SHAPES = [(1, 28, 28), (3, 32, 32), (3, 64, 64)]
+
+
+def _colored(shape, n=24, classes=3, seed=0):
+    """Labeled images whose class decides the mean color (as uint8)."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = torch.randint(0, 60, (n, *shape), dtype=torch.uint8, generator=gen)
+    images[:, labels[0] % shape[0]] += (labels * 60).view(-1, 1, 1).to(torch.uint8)
+    names = [f"class{k}" for k in range(classes)]
+    return load_images(images, labels=labels, class_names=names)
+
+
+def _train_config(cls, tmp_path, **kw):
+    base = dict(
+        out_dir=str(tmp_path / "run"),
+        epochs=None,
+        max_steps=2,
+        batch_size=8,
+        device="cpu",
+        progress=False,
+        checkpoint_every=0,
+    )
+    return cls(**{**base, **kw})
+
+
+def test_conv_plan_follows_dcgan_rule():
+    assert conv_plan((1, 28, 28)) == (7, 2)
+    assert conv_plan((3, 32, 32)) == (4, 3)
+    assert conv_plan((3, 64, 64)) == (4, 4)
+    assert conv_plan((3, 128, 128)) == (4, 5)
+    assert {28, 32, 64, 128} <= set(buildable_sizes())
+    for bad in ((3, 30, 30), (3, 32, 64), (1, 2, 2)):
+        with pytest.raises(ValueError, match=r"conv nets need square images.*arch='mlp'"):
+            conv_plan(bad)
+
+
+def test_dcgan_64_architecture():
+    gan = GAN(GANConfig(image_shape=(3, 64, 64)))
+    convt = [m for m in gan.generator.net if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.in_channels for m in convt] == [512, 256, 128, 64]
+    assert convt[-1].out_channels == 3
+    assert gan.generator.net[0].out_features == 512 * 4 * 4  # z -> 512x4x4
+    convs = [m for m in gan.discriminator.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels) for m in convs] == [
+        (3, 64),
+        (64, 128),
+        (128, 256),
+        (256, 512),
+    ]
+    assert all(m.kernel_size == (4, 4) and m.stride == (2, 2) for m in convs)
+
+
+def test_vae_default_widths_and_likelihood_by_shape():
+    assert VAEConfig().conv_widths() == (32, 64) and VAEConfig().likelihood == "bernoulli"
+    rgb = VAEConfig(image_shape=(3, 64, 64))
+    assert rgb.conv_widths() == (32, 64, 128, 256) and rgb.likelihood == "logistic"
+    with pytest.raises(ValueError, match=r"channels must be 3 sizes .* \(3, 32, 32\)"):
+        VAEConfig(image_shape=(3, 32, 32), channels=(8, 16))
+    with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\) with C = 1 or 3"):
+        VAEConfig(image_shape=(4, 32, 32))
+    with pytest.raises(ValueError, match="conv nets need square images"):
+        GANConfig(image_shape=(3, 48, 48))
+    mlp = VAE(VAEConfig(arch="mlp", image_shape=(3, 30, 20), hidden_dims=(16,), latent_dim=4))
+    assert mlp.sample(2).shape == (2, 3, 30, 20)  # the MLP takes any size
+    gan = GAN(GANConfig(arch="mlp", image_shape=(3, 10, 6), g_width=8, d_width=8))
+    assert gan.sample(3).shape == (3, 3, 10, 6)
+
+
+def test_discretized_logistic_is_a_distribution_over_256_levels():
+    levels = torch.arange(256.0) / 255.0  # every pixel value
+    for mean, log_scale in ((0.3, -3.0), (0.0, -6.0), (0.99, -1.0), (0.5, 1.0)):
+        log_p = discretized_logistic_log_prob(levels, torch.tensor(mean), torch.tensor(log_scale))
+        assert torch.all(log_p <= 0)
+        assert log_p.exp().sum().item() == pytest.approx(1.0, abs=1e-4)
+    # a sharp logistic puts almost all its mass on the level nearest its mean
+    log_p = discretized_logistic_log_prob(levels, torch.tensor(100 / 255), torch.tensor(-8.0))
+    assert log_p.exp()[100].item() > 0.99
+
+
+def test_vae_bits_per_dim_is_nats_over_dims_ln2():
+    vae = VAE(VAEConfig(image_shape=(3, 32, 32), latent_dim=4, hidden_dims=(16,)))
+    x = torch.randint(0, 256, (4, 3, 32, 32)).float() / 255
+    out = evaluate_vae(vae, x, batch_size=4)
+    assert out["bits_per_dim"] == pytest.approx(out["loss"] / (3 * 32 * 32 * math.log(2)))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_vae_trains_samples_saves_and_loads_at_each_shape(shape, tmp_path):
+    data = _colored(shape)
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(image_shape=shape, latent_dim=4, hidden_dims=(16,)))
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    train_vae(vae, data, _train_config(VAETrainConfig, tmp_path))
+    assert any(not torch.equal(before[k], v) for k, v in vae.state_dict().items())
+    gen = torch.Generator().manual_seed(0)
+    samples = vae.sample(3, generator=gen)
+    assert samples.shape == (3, *shape) and samples.min() >= 0 and samples.max() <= 1
+    loaded = genai.load(tmp_path / "run")
+    assert loaded.config == vae.config
+    torch.testing.assert_close(
+        loaded.sample(3, generator=torch.Generator().manual_seed(0)), samples
+    )
+    record = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert record["image_shape"] == list(shape) and record["class_names"][0] == "class0"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_conditional_gan_trains_samples_saves_and_loads_at_each_shape(shape, tmp_path):
+    data = _colored(shape)
+    torch.manual_seed(0)
+    gan = GAN(GANConfig(image_shape=shape, num_classes=3, latent_dim=8, g_width=8, d_width=8))
+    g0 = [p.clone() for p in gan.generator.parameters()]
+    train_gan(gan, data, _train_config(GANTrainConfig, tmp_path))
+    assert any(not torch.equal(a, b) for a, b in zip(g0, gan.generator.parameters(), strict=True))
+    assert gan.config.class_names == ("class0", "class1", "class2")  # taken from the data
+    loaded = genai.load(tmp_path / "run")
+    assert loaded.config.class_names == ("class0", "class1", "class2")
+    a = gan.sample(4, labels="class2", generator=torch.Generator().manual_seed(1))
+    b = loaded.sample(4, labels=2, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (4, *shape)
+    torch.testing.assert_close(a, b)
+
+
+def test_gan_sample_labels_int_list_tensor_and_name():
+    gan = GAN(GANConfig(num_classes=3, class_names=("a", "b", "c"), latent_dim=8, g_width=8))
+    ref = gan.sample(3, labels=torch.tensor([1, 1, 1]), generator=torch.Generator().manual_seed(0))
+    for labels in (1, "b", [1, 1, 1], ["b", "b", "1"], (1, 1, 1)):
+        out = gan.sample(3, labels=labels, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match=r"unknown class 'dog'; class names: a, b, c"):
+        gan.sample(2, labels="dog")
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\]"):
+        gan.sample(2, labels=5)
+    with pytest.raises(ValueError, match=r"integer tensor of shape \(2,\)"):
+        gan.sample(2, labels=[0, 1, 2])
+    with pytest.raises(TypeError, match="a label is an int or a class name"):
+        gan.sample(2, labels=[0.5, 1.0])
+    with pytest.raises(ValueError, match="class_names must hold num_classes=3 names"):
+        GANConfig(num_classes=3, class_names=("a", "b"))
+
+
+def test_bad_data_for_the_model_is_a_named_error(tmp_path):
+    rgb = _colored((3, 28, 28))
+    with pytest.raises(ValueError, match=r"model takes \(1, 28, 28\) images .* \(3, 28, 28\)"):
+        train_vae(VAE(), rgb, _train_config(VAETrainConfig, tmp_path))
+    assert not (tmp_path / "run").exists()  # nothing written
+    conditional = GAN(GANConfig(num_classes=2, latent_dim=8, g_width=8, d_width=8))
+    gray = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="needs labeled data .* has no labels"):
+        train_gan(conditional, gray, _train_config(GANTrainConfig, tmp_path))
+    one_class = load_images(gray, labels=torch.zeros(16, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least 2 classes; array has one class only"):
+        train_gan(conditional, one_class, _train_config(GANTrainConfig, tmp_path))
+    assert not (tmp_path / "run").exists()
+
+
+def test_float_and_numpy_images_train_directly(tmp_path):
+    x = torch.rand(16, 1, 28, 28)
+    vae = VAE(VAEConfig(latent_dim=4, hidden_dims=(16,)))
+    train_vae(vae, x, _train_config(VAETrainConfig, tmp_path))
+    gan = GAN(GANConfig(latent_dim=8, g_width=8, d_width=8))
+    train_gan(gan, x.numpy(), _train_config(GANTrainConfig, tmp_path, overwrite=True))
+    assert (tmp_path / "run" / "model.safetensors").is_file()

@@ -1,0 +1,239 @@
+"""Image sources: folders, CIFAR-10's on-disk format, arrays, .npz; resizing, caching, errors."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genai.data import folders
+from genai.data.images import (
+    DatasetError,
+    ImageBatches,
+    convert_channels,
+    load_images,
+    load_recorded,
+    resize_images,
+)
+
+
+def _png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Class subfolders: 'cat' RGB 40x40 red-ish, 'dog' gray 20x30, one RGBA; a stray text file."""
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        img = np.zeros((40, 40, 3), np.uint8)
+        img[..., 0] = 200 + i
+        _png(root / "cat" / f"c{i}.png", img)
+        _png(root / "dog" / f"d{i}.png", rng.integers(0, 50, (30, 20), dtype=np.uint8))
+    rgba = np.zeros((16, 16, 4), np.uint8)  # fully transparent: composited on white
+    _png(root / "dog" / "transparent.png", rgba)
+    (root / "dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_folder_with_class_subfolders(photo_folder):
+    data = load_images(photo_folder, image_size=16, progress=False)
+    assert data.images.shape == (7, 3, 16, 16) and data.images.dtype == torch.uint8
+    assert data.class_names == ("cat", "dog")
+    assert data.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    # cat: pure red stays red after resizing; dog: gray stays gray in RGB.
+    assert data.images[0, 0].float().mean() == pytest.approx(200, abs=1)
+    assert data.images[0, 1:].max() == 0
+    dog = data.images[3].float()
+    torch.testing.assert_close(dog[0], dog[1])
+    assert data.images[6].min() == 255  # the transparent image is white
+    assert data.spec["source"] == str(photo_folder.resolve()) and data.spec["image_size"] == 16
+
+
+def test_folder_gray_and_defaults(tmp_path):
+    root = tmp_path / "flat"
+    for i in range(4):
+        _png(root / f"{i}.png", np.full((12, 12), 10 * i, np.uint8))
+    data = load_images(root, progress=False)
+    assert data.images.shape == (4, 1, 12, 12)  # all gray, one size: kept as stored
+    assert data.labels is None and data.class_names is None and data.num_classes is None
+    assert data.images[:, 0, 0, 0].tolist() == [0, 10, 20, 30]
+    rgb = load_images(root, channels=3, progress=False)
+    assert rgb.images.shape == (4, 3, 12, 12)
+
+
+def test_mixed_sizes_need_image_size(photo_folder):
+    with pytest.raises(DatasetError, match=r"different sizes .*--image-size"):
+        load_images(photo_folder, progress=False)
+
+
+def test_center_crop_and_antialiased_resize(tmp_path):
+    img = np.zeros((20, 40), np.uint8)
+    img[:, 10:30] = 255  # the central 20x20 square is white, the sides black
+    _png(tmp_path / "f" / "wide.png", img)
+    data = load_images(tmp_path / "f", image_size=10, progress=False)
+    # cropped to the white centre (the resize filter reads a little past the edges)
+    assert data.images[..., 1:-1].min() == 255 and data.images.min() > 200
+    stripes = torch.zeros(1, 1, 64, 64, dtype=torch.uint8)
+    stripes[..., ::2] = 255  # one-pixel stripes alias without antialiasing
+    small = resize_images(stripes, 8)
+    assert small.shape == (1, 1, 8, 8)
+    assert (small.float() - 127.5).abs().max() < 20
+
+
+def test_corrupt_and_truncated_images_name_the_file(photo_folder):
+    bad = photo_folder / "cat" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DatasetError, match=r"broken.png: not a readable image"):
+        load_images(photo_folder, image_size=16, progress=False)
+    good = photo_folder / "cat" / "c0.png"
+    bad.write_bytes(good.read_bytes()[:-30])  # truncated: the header is fine, the data is not
+    with pytest.raises(DatasetError, match=r"broken.png: not a readable image"):
+        load_images(photo_folder, image_size=16, channels=3, progress=False)
+
+
+def test_empty_folder_and_non_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"empty: no images .*it is empty"):
+        load_images(tmp_path / "empty")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    with pytest.raises(DatasetError, match=r"docs: no images .*found only a.txt"):
+        load_images(tmp_path / "docs")
+
+
+def test_cache_second_load_skips_decoding(photo_folder, monkeypatch):
+    first = load_images(photo_folder, image_size=16, progress=False)
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folders, "_decode", no_decoding)
+    second = load_images(photo_folder, image_size=16, progress=False)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    # A changed file changes the key: decoding runs (and here fails loudly).
+    _png(photo_folder / "cat" / "c9.png", np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_images(photo_folder, image_size=16, progress=False)
+
+
+def test_split_subfolders(tmp_path):
+    for split, n in (("train", 3), ("test", 2)):
+        for k in ("a", "b"):
+            for i in range(n):
+                _png(tmp_path / "ds" / split / k / f"{i}.png", np.zeros((8, 8), np.uint8))
+    assert len(load_images(tmp_path / "ds", "test", progress=False)) == 4
+    train = load_images(tmp_path / "ds", "train", progress=False)
+    assert len(train) == 6 and train.name == "ds" and train.class_names == ("a", "b")
+    with pytest.raises(DatasetError, match="no test split"):
+        load_images(tmp_path / "ds" / "train", "test")
+
+
+def test_cifar10_on_disk_format(tmp_path, cifar10_root):
+    train = load_images("cifar10", "train", root=tmp_path)
+    test = load_images("cifar10", "test", root=tmp_path)
+    assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
+    assert train.images[:4, 0].max() == 0 and test.images[:, 0].min() == 5
+    assert train.class_names[3] == "cat" and test.labels.tolist() == [5, 6, 7, 8]
+    assert train.spec == {
+        "source": "cifar10",
+        "root": str(tmp_path),
+        "image_size": None,
+        "channels": None,
+    }
+    small = load_images("cifar10", "test", image_size=16, channels=1, root=tmp_path)
+    assert small.images.shape == (4, 1, 16, 16)
+
+
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path, cifar10_root):
+    folder = cifar10_root
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": Evil(), "labels": []}, f)
+    with pytest.raises(DatasetError, match=r"test_batch: not a readable CIFAR batch.*refusing"):
+        load_images("cifar10", "test", root=tmp_path)
+
+
+def test_missing_named_dataset_names_folder_and_flag(tmp_path):
+    with pytest.raises(DatasetError) as e:
+        load_images("cifar100", root=tmp_path)
+    message = str(e.value)
+    assert "cifar100" in message and str(tmp_path) in message and "--download" in message
+    with pytest.raises(DatasetError, match=r"no kmnist train split found.*download=True"):
+        load_images("kmnist", root=tmp_path)
+
+
+def test_arrays_uint8_float_numpy_and_labels():
+    x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    as_float = load_images(x.float() / 255.0)
+    assert torch.equal(as_float.images, x)  # [0, 1] floats round-trip exactly
+    gray = load_images(np.zeros((5, 10, 10), np.uint8), image_size=4)
+    assert gray.images.shape == (5, 1, 4, 4)
+    named = load_images(x, labels=[0, 1, 2, 0, 1, 2], class_names=["a", "b", "c"])
+    assert named.num_classes == 3 and named.labels.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    ("images", "kwargs", "error", "match"),
+    [
+        (torch.zeros(2, 8, 8, 3), {}, ValueError, r"channels last\? use images.permute"),
+        (torch.zeros(8, 8), {}, ValueError, r"expected shape \(N, H, W\) or \(N, C, H, W\)"),
+        (torch.full((2, 1, 4, 4), 2.0), {}, ValueError, r"must lie in \[0, 1\].*\[2, 2\]"),
+        (torch.zeros(2, 1, 4, 4, dtype=torch.int32), {}, TypeError, "uint8 or float"),
+        ("x" * 3, {}, DatasetError, "unknown dataset 'xxx'"),
+        (
+            torch.zeros(2, 1, 4, 4),
+            {"labels": [0, 5], "class_names": ["a", "b"]},
+            ValueError,
+            r"labels: values must be \[0, 1\], got \[0, 5\]",
+        ),
+        (torch.zeros(2, 1, 4, 4), {"labels": [0.5, 1.0]}, TypeError, "integer class indices"),
+        (torch.zeros(2, 1, 4, 4), {"labels": [0, 1, 1]}, ValueError, r"expected shape \(2,\)"),
+        (torch.zeros(2, 1, 4, 4), {"image_size": 0}, ValueError, "image_size must be"),
+        (torch.zeros(2, 1, 4, 4), {"channels": 4}, ValueError, "channels must be 1"),
+    ],
+)
+def test_bad_arrays(images, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load_images(images, **kwargs)
+
+
+def test_npz(tmp_path):
+    path = tmp_path / "set.npz"
+    np.savez(path, images=np.ones((3, 1, 6, 6), np.uint8), labels=np.array([0, 1, 1]))
+    data = load_images(path)
+    assert data.images.shape == (3, 1, 6, 6) and data.labels.tolist() == [0, 1, 1]
+    np.savez(tmp_path / "bad.npz", pixels=np.ones(3))
+    with pytest.raises(DatasetError, match=r"bad.npz: no 'images' array \(keys: pixels\)"):
+        load_images(tmp_path / "bad.npz")
+
+
+def test_convert_channels_luma():
+    rgb = torch.tensor([255, 0, 0], dtype=torch.uint8).view(1, 3, 1, 1)
+    assert convert_channels(rgb, 1).item() == 76  # 0.299 * 255, as PIL's convert("L")
+    assert convert_channels(convert_channels(rgb, 1), 3).shape == (1, 3, 1, 1)
+
+
+def test_unlabeled_batches_and_recorded_reload(photo_folder):
+    data = load_images(photo_folder, image_size=8, progress=False)
+    again = load_recorded(data.describe(), "train")
+    assert torch.equal(again.images, data.images) and again.class_names == data.class_names
+    flat = load_images(torch.rand(10, 3, 8, 8))
+    x, y = ImageBatches(flat, 4).get(0)
+    assert x.shape == (4, 3, 8, 8) and y is None
+    with pytest.raises(DatasetError, match="in-memory array; pass --data"):
+        load_recorded(flat.describe(), "train")
+
+
+def test_runs_recorded_before_image_sources_still_reload():
+    old = {"dataset": "mnist", "source": "/where/it/was/found"}  # config.json of older runs
+    data = load_recorded(old, "train")  # GENAI_DATA is empty: the offline digits
+    assert data.name == "mnist" and data.image_shape == (1, 28, 28)
+    assert data.describe()["source"] == "mnist" and data.class_names[3] == "3"
