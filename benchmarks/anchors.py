@@ -142,7 +142,7 @@ def run_genai_lm(text: Path, iters: int, seed: int, out: Path, log_every: int = 
         "--block-size", "64", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--no-bias",
         "--dropout", "0", "--batch-size", "12", "--max-steps", str(iters), "--lr", "1e-3",
         "--min-lr-ratio", "0.1", "--warmup-steps", "100", "--lr-schedule", "cosine",
-        "--beta2", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--precision", "fp32",
+        "--betas", "0.9", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--precision", "fp32",
         "--device", "cpu", "--seed", str(seed), "--log-every", str(log_every),
         "--eval-every", "250", "--eval-batches", "20", "--sample-tokens", "0",
         "--out-dir", str(out), "--overwrite",

@@ -118,13 +118,13 @@ def train_gpt(text: str, name: str, steps: int, precision: str, compile: bool, l
     tok = CharTokenizer.from_text(text)
     torch.manual_seed(1337)
     model = genai.GPT(gpt_config(tok.vocab_size))
-    config = genai.LMTrainConfig(
+    config = genai.GPTTrainConfig(
         out_dir=str(tmp / name), max_steps=steps, batch_size=64, lr=1e-3, warmup_steps=100,
-        min_lr_ratio=0.1, beta2=0.99, device="cuda", precision=precision, compile=compile,
+        min_lr_ratio=0.1, betas=(0.9, 0.99), device="cuda", precision=precision, compile=compile,
         progress=False, log_every=log_every, eval_every=eval_every or steps, sample_every=steps,
         eval_batches=200, sample_tokens=0, checkpoint_every=0,
     )  # fmt: skip
-    genai.train_lm(model, text, tok, config)
+    genai.train_gpt(model, text, tok, config)
     return model, step_seconds(tmp / name, log_every)
 
 

@@ -11,7 +11,7 @@ Hugging Face's ``GPT2LMHeadModel`` on the same weights, and generation of 500 to
 with block_size 512, with the KV cache, without it (recomputing the context every step, as
 nanoGPT does), and with Hugging Face's ``generate`` on the same weights.
 
-``--recipe modern`` trains the "modern" recipe (``GPTConfig.recipe`` / ``LMTrainConfig.recipe``)
+``--recipe modern`` trains the "modern" recipe (``GPTConfig.recipe`` / ``GPTTrainConfig.recipe``)
 instead of GPT-2's and adds the steps and seconds to validation loss 1.90 (nanoGPT's mean after
 2000 iterations), from an evaluation on 200 batches every ``--eval-every`` steps; seconds are
 steps times the run's median training ms per step (evaluation time left out).
@@ -35,14 +35,19 @@ import torch
 
 import genai
 from genai.data.text import CharTokenizer, load_text, split_tokens
-from genai.training.lm import evaluate_lm
+from genai.metrics import evaluate_lm
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare/input.txt"
 TARGET = 1.90  # nanoGPT's mean validation loss after 2000 iterations at this config
 SIZE = dict(block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
 # nanoGPT's README CPU settings: the GPT-2 recipe of this benchmark.
 GPT2_TRAIN = dict(
-    lr=1e-3, warmup_steps=100, lr_schedule="cosine", min_lr_ratio=0.1, weight_decay=0.1, beta2=0.99
+    lr=1e-3,
+    warmup_steps=100,
+    lr_schedule="cosine",
+    min_lr_ratio=0.1,
+    weight_decay=0.1,
+    betas=(0.9, 0.99),
 )
 # The ablation's options: (model fields, train fields) that the modern recipe sets.
 OPTIONS = {
@@ -105,7 +110,7 @@ def train(
     torch.manual_seed(seed)
     model = genai.GPT(model_config)
     log_every = eval_every // 2 if eval_every else max(1, iters // 20)
-    config = genai.LMTrainConfig.recipe(
+    config = genai.GPTTrainConfig.recipe(
         recipe,
         **{
             "out_dir": str(out),
@@ -126,7 +131,7 @@ def train(
             **train_config,
         },
     )
-    genai.train_lm(model, text, tok, config)
+    genai.train_gpt(model, text, tok, config)
     records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     train_records = [r for r in records if r["split"] == "train"]
     # An evaluation runs right after the log line of its step, so only the log intervals that
@@ -268,7 +273,7 @@ def ablation(text: str, tok: CharTokenizer, steps: int, eval_every: int, seed: i
         variants[f"+{name}"] = ("gpt2", model_fields, train_fields)
         gpt2_values = {k: genai.GPTConfig.__dataclass_fields__[k].default for k in model_fields}
         variants[f"-{name}"] = ("modern", *removed.get(name, (gpt2_values, {})))
-    modern = genai.LMTrainConfig.recipe("modern")
+    modern = genai.GPTTrainConfig.recipe("modern")
     for field in ("lr", "muon_lr"):  # the recipe's learning rates, halved and doubled
         for factor in (0.5, 2.0):
             value = getattr(modern, field) * factor

@@ -19,8 +19,8 @@ import torch
 
 import genai
 from genai.data.images import split_dataset
+from genai.metrics import eval_images, evaluate_vae
 from genai.plots import save_grid
-from genai.training.vae import eval_images, evaluate_vae
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -40,17 +40,17 @@ def main() -> None:
             bias=False,
         )
     )
-    config = genai.LMTrainConfig(
+    config = genai.GPTTrainConfig(
         out_dir=args.out_dir,
         max_steps=args.max_steps,
         batch_size=12,
-        beta2=0.99,
+        betas=(0.9, 0.99),
         eval_every=500,
         sample_every=500,
         device=args.device,
         overwrite=True,
     )
-    summary = genai.train_lm(model, text, tokenizer, config)
+    summary = genai.train_gpt(model, text, tokenizer, config)
     print(f"validation loss {summary['eval']['loss']:.3f} after {summary['step']} steps")
     print(genai.generate_text(model, args.prompt, 300, temperature=0.8, top_k=50, seed=1))
 

@@ -110,7 +110,7 @@ def test_training_length_has_one_meaning():
     assert cfg.total_steps(39) == genai.VAETrainConfig.default_max_steps  # neither given
     assert genai.VAETrainConfig(epochs=2).total_steps(39) == 78
     assert genai.VAETrainConfig(epochs=2, max_steps=5).total_steps(39) == 5  # max_steps wins
-    assert genai.LMTrainConfig(epochs=1).total_steps(7) == 7  # epochs counts for the GPT too
+    assert genai.GPTTrainConfig(epochs=1).total_steps(7) == 7  # epochs counts for the GPT too
 
 
 def test_callbacks_log_the_users_metrics(tmp_path, idx_root):

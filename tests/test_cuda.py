@@ -84,12 +84,12 @@ def test_compiled_bf16_gpt_on_cuda(tmp_path):
     torch.manual_seed(0)
     model = genai.GPT(genai.GPTConfig(tok.vocab_size, block_size=32, n_layer=2, n_head=2,
                                       n_embd=32, bias=False))  # fmt: skip
-    config = genai.LMTrainConfig(**{
+    config = genai.GPTTrainConfig(**{
         **common(tmp_path, "gpt", max_steps=100, precision="bf16", compile=True, lr=3e-3,
                warmup_steps=5),
         "eval_every": 100, "eval_batches": 4, "sample_every": 100, "sample_tokens": 20,
     })  # fmt: skip
-    genai.train_lm(model, TEXT, tok, config)
+    genai.train_gpt(model, TEXT, tok, config)
     curve = losses(tmp_path / "gpt")
     assert curve[0] == pytest.approx(math.log(tok.vocab_size), abs=0.3)
     assert curve[-1] < 0.5 * curve[0], curve

@@ -17,7 +17,7 @@ import genai
 from genai.cli import main
 from genai.data.text import BPETokenizer, CharTokenizer, TokenBatches
 from genai.models.gpt import GPT, GPTConfig, KVCache, top_k_filter, top_p_filter
-from genai.training.lm import LMTrainConfig, train_lm
+from genai.training.lm import GPTTrainConfig, train_gpt
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
@@ -38,7 +38,7 @@ def tiny(seed: int = 0, **overrides) -> GPT:
     return GPT(GPTConfig(**{**fields, **overrides})).eval()
 
 
-def train_config(tmp_path: Path, name: str, **overrides) -> LMTrainConfig:
+def train_config(tmp_path: Path, name: str, **overrides) -> GPTTrainConfig:
     fields = dict(
         out_dir=str(tmp_path / name),
         max_steps=6,
@@ -53,7 +53,7 @@ def train_config(tmp_path: Path, name: str, **overrides) -> LMTrainConfig:
         device="cpu",
         progress=False,
     )
-    return LMTrainConfig(**{**fields, **overrides})
+    return GPTTrainConfig(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize(
@@ -299,7 +299,7 @@ def test_tiny_model_overfits_a_short_text(tmp_path):
     config = train_config(
         tmp_path, "overfit", max_steps=150, lr=3e-3, warmup_steps=10, eval_every=150, log_every=50
     )
-    summary = train_lm(model, text, tok, config)
+    summary = train_gpt(model, text, tok, config)
     assert summary["train"]["loss"] < 0.15
     assert genai.generate_text(model, "hello", 20, temperature=0) == "hello world! hello world!"
     # Hugging Face's max_length counts the prompt's tokens too
@@ -321,7 +321,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
         config = train_config(
             tmp_path, name, max_steps=1, batch_size=batch, grad_accum=accum, sample_tokens=0
         )
-        train_lm(model, tokens, tok, config)
+        train_gpt(model, tokens, tok, config)
         models.append(model)
     x_big = TokenBatches(tokens, 8, 8, seed=0).get(0)[0]
     x_acc = TokenBatches(tokens, 8, 4, seed=0, accum=2).get(0)[0]
@@ -331,11 +331,11 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
 
 
 def test_weight_decay_only_on_matrices(tmp_path):
-    from genai.training.lm import LMTask
+    from genai.training.lm import GPTTask
 
     tok = CharTokenizer.from_text(TEXT)
     model = tiny(vocab_size=tok.vocab_size, bias=True)
-    task = LMTask(model, torch.tensor(tok.encode(TEXT)), tok, train_config(tmp_path, "wd"), "t")
+    task = GPTTask(model, torch.tensor(tok.encode(TEXT)), tok, train_config(tmp_path, "wd"), "t")
     task.setup(torch.device("cpu"))
     groups = task.configure_optimizers()["gpt"].param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
@@ -347,7 +347,7 @@ def test_run_dir_restores_model_and_tokenizer(tmp_path):
     tok = CharTokenizer.from_text(TEXT)
     model = tiny(vocab_size=tok.vocab_size)
     config = train_config(tmp_path, "run")
-    train_lm(model, TEXT, tok, config)
+    train_gpt(model, TEXT, tok, config)
     loaded = genai.load(config.out_dir)
     assert loaded.tokenizer.to_dict() == tok.to_dict()
     a = genai.generate_text(model, "ROMEO:", 30, seed=3)
@@ -364,7 +364,7 @@ def test_run_dir_restores_model_and_tokenizer(tmp_path):
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     tok = CharTokenizer.from_text(TEXT)
     full = tiny(vocab_size=tok.vocab_size, dropout=0.1)
-    train_lm(full, TEXT, tok, train_config(tmp_path, "full"))
+    train_gpt(full, TEXT, tok, train_config(tmp_path, "full"))
 
     original_get = TokenBatches.get
 
@@ -375,12 +375,12 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(TokenBatches, "get", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
-        train_lm(
+        train_gpt(
             tiny(vocab_size=tok.vocab_size, dropout=0.1), TEXT, tok, train_config(tmp_path, "cut")
         )
     monkeypatch.setattr(TokenBatches, "get", original_get)
     resumed = tiny(seed=99, vocab_size=tok.vocab_size, dropout=0.1)
-    train_lm(resumed, TEXT, tok, train_config(tmp_path, "cut", resume=True))
+    train_gpt(resumed, TEXT, tok, train_config(tmp_path, "cut", resume=True))
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     metrics = [(tmp_path / n / "metrics.jsonl").read_text().splitlines() for n in ("full", "cut")]
@@ -392,7 +392,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_train_lm_rejects_a_tokenizer_larger_than_the_vocab(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
-        train_lm(
+        train_gpt(
             tiny(vocab_size=5), TEXT, CharTokenizer.from_text(TEXT), train_config(tmp_path, "v")
         )
 

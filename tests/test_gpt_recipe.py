@@ -14,7 +14,7 @@ from genai.cli import main
 from genai.data.text import CharTokenizer, TokenBatches
 from genai.models.gpt import GPT, GPTConfig, KVCache, Rotary, swiglu_width
 from genai.training.engine import TrainConfig, lr_factor
-from genai.training.lm import LMTask, LMTrainConfig, muon_momentum, muon_params, train_lm
+from genai.training.lm import GPTTask, GPTTrainConfig, muon_momentum, muon_params, train_gpt
 
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
 
@@ -60,7 +60,7 @@ def tiny(seed: int = 0, **overrides) -> GPT:
     return model
 
 
-def train_config(tmp_path: Path, name: str, **overrides) -> LMTrainConfig:
+def train_config(tmp_path: Path, name: str, **overrides) -> GPTTrainConfig:
     fields = dict(
         out_dir=str(tmp_path / name),
         max_steps=6,
@@ -75,7 +75,7 @@ def train_config(tmp_path: Path, name: str, **overrides) -> LMTrainConfig:
         device="cpu",
         progress=False,
     )
-    return LMTrainConfig(**{**fields, **overrides})
+    return GPTTrainConfig(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=IDS)
@@ -252,10 +252,10 @@ def test_recipes_set_their_fields_and_take_overrides():
     model = GPTConfig.recipe("modern", n_layer=3, logit_softcap=0.0)
     assert (model.pos_emb, model.mlp, model.n_layer, model.logit_softcap) == ("rope", "relu2", 3, 0)
     assert GPTConfig.recipe("gpt2") == GPTConfig()
-    train = LMTrainConfig.recipe("modern", max_steps=7)
+    train = GPTTrainConfig.recipe("modern", max_steps=7)
     assert (train.optimizer, train.lr_schedule, train.max_steps) == ("muon", "wsd", 7)
-    assert LMTrainConfig.recipe("gpt2") == LMTrainConfig()
-    for cls in (GPTConfig, LMTrainConfig):
+    assert GPTTrainConfig.recipe("gpt2") == GPTTrainConfig()
+    for cls in (GPTConfig, GPTTrainConfig):
         with pytest.raises(ValueError, match="unknown recipe 'fast': expected one of gpt2, modern"):
             cls.recipe("fast")
 
@@ -273,18 +273,18 @@ def test_wsd_schedule_is_flat_then_linear_to_the_floor():
 
 
 def test_muon_momentum_warms_up_linearly():
-    config = LMTrainConfig(muon_momentum=0.95, muon_momentum_warmup=100)
+    config = GPTTrainConfig(muon_momentum=0.95, muon_momentum_warmup=100)
     assert muon_momentum(0, config) == pytest.approx(0.85)
     assert muon_momentum(50, config) == pytest.approx(0.90)
     assert muon_momentum(100, config) == muon_momentum(500, config) == pytest.approx(0.95)
-    assert muon_momentum(0, LMTrainConfig(muon_momentum_warmup=0)) == pytest.approx(0.95)
+    assert muon_momentum(0, GPTTrainConfig(muon_momentum_warmup=0)) == pytest.approx(0.95)
 
 
-def _muon_task(tmp_path: Path, **overrides) -> tuple[GPT, LMTask]:
+def _muon_task(tmp_path: Path, **overrides) -> tuple[GPT, GPTTask]:
     tok = CharTokenizer.from_text(TEXT)
     model = tiny(vocab_size=tok.vocab_size, tie_weights=False, bias=True)
     config = train_config(tmp_path, "muon", optimizer="muon", **overrides)
-    task = LMTask(model, torch.tensor(tok.encode(TEXT)), tok, config, "t")
+    task = GPTTask(model, torch.tensor(tok.encode(TEXT)), tok, config, "t")
     task.setup(torch.device("cpu"))
     return model, task
 
@@ -357,8 +357,8 @@ def test_modern_recipe_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch)
         fields = dict(vocab_size=tok.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=16)
         return GPT(GPTConfig.recipe("modern", dropout=0.1, **fields))
 
-    def config(name: str, **overrides) -> LMTrainConfig:
-        return LMTrainConfig.recipe(
+    def config(name: str, **overrides) -> GPTTrainConfig:
+        return GPTTrainConfig.recipe(
             "modern",
             out_dir=str(tmp_path / name),
             max_steps=6,
@@ -377,7 +377,7 @@ def test_modern_recipe_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch)
         )
 
     full = model()
-    train_lm(full, TEXT, tok, config("full"))
+    train_gpt(full, TEXT, tok, config("full"))
     original_get = TokenBatches.get
 
     def crash_at_step_4(self, step):
@@ -387,10 +387,10 @@ def test_modern_recipe_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch)
 
     monkeypatch.setattr(TokenBatches, "get", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
-        train_lm(model(), TEXT, tok, config("cut"))
+        train_gpt(model(), TEXT, tok, config("cut"))
     monkeypatch.setattr(TokenBatches, "get", original_get)
     resumed = model()
-    train_lm(resumed, TEXT, tok, config("cut", resume=True))
+    train_gpt(resumed, TEXT, tok, config("cut", resume=True))
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     state = torch.load(tmp_path / "cut" / "state.pt", weights_only=True)

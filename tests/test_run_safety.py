@@ -22,7 +22,7 @@ from genai.models.gpt import GPTConfig
 from genai.models.vae import VAE, VAEConfig
 from genai.training import run_dir as runs
 from genai.training.engine import NonFiniteLossError, TrainConfig
-from genai.training.lm import LMTrainConfig
+from genai.training.lm import GPTTrainConfig
 from genai.training.vae import VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))
@@ -351,7 +351,7 @@ def test_files_follow_the_umask(tmp_path, data):
         (lambda: TrainConfig(lr=float("inf")), "lr must be a finite number"),
         (lambda: TrainConfig(grad_clip=float("nan")), "grad_clip must be a finite number"),
         (lambda: TrainConfig(max_steps="10"), "max_steps must be an integer"),
-        (lambda: LMTrainConfig(grad_accum=2.0), "grad_accum must be an integer"),
+        (lambda: GPTTrainConfig(grad_accum=2.0), "grad_accum must be an integer"),
     ],
 )
 def test_configs_check_types(make, message):

@@ -9,18 +9,17 @@ from genai.data import (
     load_text,
 )
 from genai.device import resolve_device
+from genai.generation import SamplingConfig, generate_text, stream_text
 from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model, list_models
 from genai.plots import grid, show
 from genai.training import (
     GANTrainConfig,
-    LMTrainConfig,
+    GPTTrainConfig,
     NonFiniteLossError,
     TrainConfig,
     VAETrainConfig,
-    generate_text,
-    stream_text,
     train_gan,
-    train_lm,
+    train_gpt,
     train_vae,
 )
 from genai.version import __version__
@@ -36,8 +35,9 @@ __all__ = [
     "GANConfig",
     "GANTrainConfig",
     "GPTConfig",
-    "LMTrainConfig",
+    "GPTTrainConfig",
     "NonFiniteLossError",
+    "SamplingConfig",
     "RunLockedError",
     "TrainConfig",
     "VAEConfig",
@@ -54,6 +54,12 @@ __all__ = [
     "show",
     "stream_text",
     "train_gan",
-    "train_lm",
+    "train_gpt",
     "train_vae",
 ]
+
+
+def __getattr__(name: str):
+    from genai.deprecation import renamed
+
+    return renamed(__name__, name, ("LMTrainConfig", "train_lm"))

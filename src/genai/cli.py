@@ -21,6 +21,7 @@ import torch
 from genai import checkpoint
 from genai.checkpoint import RunLockedError
 from genai.data.images import DatasetError, load_images, load_recorded
+from genai.generation import SAMPLING
 from genai.training.engine import NonFiniteLossError
 
 log = logging.getLogger("genai")
@@ -192,7 +193,7 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
 def _run_gpt(model, config, args: argparse.Namespace) -> dict:
     from genai.data.text import build_tokenizer, load_text, tokenizer_from_dict
     from genai.models.gpt import GPT
-    from genai.training.lm import train_lm
+    from genai.training.lm import train_gpt
 
     root = args.root
     if config.resume:  # the run's own data unless told otherwise
@@ -220,7 +221,7 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
     if Path(source).exists():  # a file, folder (or root) that a later --resume must find again
         source = str(Path(source).resolve())
     data = {"source": source, "root": str(Path(root).resolve()) if root else None}
-    return train_lm(model, text, tokenizer, config, source=data)
+    return train_gpt(model, text, tokenizer, config, source=data)
 
 
 def _run_gan(model, config, args: argparse.Namespace) -> dict:
@@ -246,12 +247,12 @@ def _train_kinds() -> dict[str, TrainKind]:
     from genai.models.gpt import GPTConfig
     from genai.models.vae import VAEConfig
     from genai.training.gan import GANTrainConfig
-    from genai.training.lm import LMTrainConfig
+    from genai.training.lm import GPTTrainConfig
     from genai.training.vae import VAETrainConfig
 
     return {
         "vae": TrainKind(VAEConfig, VAETrainConfig, _image_flags, _run_vae),
-        "gpt": TrainKind(GPTConfig, LMTrainConfig, _text_flags, _run_gpt),
+        "gpt": TrainKind(GPTConfig, GPTTrainConfig, _text_flags, _run_gpt),
         "gan": TrainKind(GANConfig, GANTrainConfig, _image_flags, _run_gan),
     }
 
@@ -345,8 +346,13 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from genai.metrics import evaluate_samples, metric_classifier, real_data_floor
-    from genai.training.vae import eval_images, evaluate_vae
+    from genai.metrics import (
+        eval_images,
+        evaluate_samples,
+        evaluate_vae,
+        metric_classifier,
+        real_data_floor,
+    )
 
     for flag, value, low in (
         ("--n", args.n, 0),
@@ -394,7 +400,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from genai.training.lm import stream_text
+    from genai.generation import stream_text
 
     model = _load_kind(args.run_dir, args.device, ("gpt",), "generate")
     pieces = stream_text(
@@ -467,9 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("run_dir")
     gen.add_argument("--prompt", default="")
     gen.add_argument("--max-new-tokens", type=int, default=300)
-    gen.add_argument("--temperature", type=float, default=0.8)
-    gen.add_argument("--top-k", type=int, default=None)
-    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--temperature", type=float, default=SAMPLING.temperature)
+    gen.add_argument("--top-k", type=_parse_optional(int), default=SAMPLING.top_k)
+    gen.add_argument("--top-p", type=_parse_optional(float), default=SAMPLING.top_p)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default="auto")
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai.checkpoint import Pretrained
+from genai.generation import SAMPLING, check_sampling, top_k_filter, top_p_filter
 from genai.validation import check_fields, coerce_config
 
 # The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
@@ -43,7 +44,7 @@ _GPT2_LAYOUT = {
     "logit_softcap": 0.0,
 }
 
-# Named model layouts; the matching optimizer settings are LMTrainConfig.recipe's.
+# Named model layouts; the matching optimizer settings are GPTTrainConfig.recipe's.
 RECIPES: dict[str, dict[str, Any]] = {
     "gpt2": {},
     "modern": {
@@ -102,7 +103,7 @@ class GPTConfig:
         """The model layout of a named recipe ("gpt2" or "modern"), with ``overrides`` applied.
 
         Example: ``GPTConfig.recipe("modern", n_layer=4, n_embd=128)``. The optimizer side of a
-        recipe is ``LMTrainConfig.recipe(name)``.
+        recipe is ``GPTTrainConfig.recipe(name)``.
         """
         if name not in RECIPES:
             raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
@@ -359,51 +360,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Set every logit below the k-th largest of its row to ``-inf`` (ties with it stay).
-
-    Args:
-        logits: ``(B, V)``.
-        k: tokens to keep per row, >= 1; values above V keep everything.
-    """
-    k = min(k, logits.shape[-1])
-    kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
-    return logits.masked_fill(logits < kth, float("-inf"))
-
-
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filter: keep the smallest set of most likely tokens whose probability sums to >= p.
-
-    A token is dropped when the tokens ranked above it already hold probability >= p; the most
-    likely token is always kept.
-
-    Args:
-        logits: ``(B, V)``.
-        p: the nucleus mass, in (0, 1].
-    """
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs  # (B, V) probability of the better-ranked tokens
-    drop_sorted = mass_before >= p
-    drop = drop_sorted.scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def _check_sampling(
-    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
-) -> None:
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if not 0 <= temperature < float("inf"):
-        raise ValueError(
-            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}"
-        )
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-
-
 class GPT(nn.Module, Pretrained):
     """A GPT-2-style causal language model (with the layout options of :class:`GPTConfig`).
 
@@ -518,9 +474,9 @@ class GPT(nn.Module, Pretrained):
         self,
         idx: torch.Tensor,
         max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        temperature: float = SAMPLING.temperature,
+        top_k: int | None = SAMPLING.top_k,
+        top_p: float | None = SAMPLING.top_p,
         stop: int | Iterable[int] | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
@@ -532,7 +488,7 @@ class GPT(nn.Module, Pretrained):
         Yields:
             ``(B,)`` the token of each row at this step.
         """
-        _check_sampling(max_new_tokens, temperature, top_k, top_p)
+        check_sampling(max_new_tokens, temperature, top_k, top_p)
         block = self.config.block_size
         shift = window_shift if window_shift is not None else max(1, block // 4)
         if not 1 <= shift <= block:
@@ -601,9 +557,9 @@ class GPT(nn.Module, Pretrained):
         self,
         idx: torch.Tensor,
         max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        temperature: float = SAMPLING.temperature,
+        top_k: int | None = SAMPLING.top_k,
+        top_p: float | None = SAMPLING.top_p,
         stop: int | Iterable[int] | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,

@@ -2,19 +2,23 @@
 
 from genai.training.engine import NonFiniteLossError, TrainConfig, fit
 from genai.training.gan import GANTrainConfig, train_gan
-from genai.training.lm import LMTrainConfig, generate_text, stream_text, train_lm
+from genai.training.lm import GPTTrainConfig, train_gpt
 from genai.training.vae import VAETrainConfig, train_vae
 
 __all__ = [
     "GANTrainConfig",
-    "LMTrainConfig",
+    "GPTTrainConfig",
     "NonFiniteLossError",
     "TrainConfig",
     "VAETrainConfig",
     "fit",
-    "generate_text",
-    "stream_text",
     "train_gan",
-    "train_lm",
+    "train_gpt",
     "train_vae",
 ]
+
+
+def __getattr__(name: str):
+    from genai.deprecation import renamed
+
+    return renamed(__name__, name, ("LMTrainConfig", "train_lm", "generate_text", "stream_text"))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Sequence
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from genai import checkpoint
-from genai.data.text import TokenBatches, Tokenizer, decode_stream, random_windows, split_tokens
+from genai.data.text import TokenBatches, Tokenizer, split_tokens
+from genai.generation import SAMPLING, generate_text
+from genai.metrics import evaluate_lm
 from genai.models.gpt import GPT
 from genai.training.engine import (
     Callback,
@@ -33,8 +35,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optimizer": "muon",
         "lr": 0.008,
         "muon_lr": 0.02,
-        "beta1": 0.8,
-        "beta2": 0.95,
+        "betas": (0.8, 0.95),
         "weight_decay": 0.0,
         "warmup_steps": 0,
         "lr_schedule": "wsd",
@@ -45,12 +46,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class LMTrainConfig(TrainConfig):
+class GPTTrainConfig(TrainConfig):
     """Training of a GPT. Adds to :class:`TrainConfig` (whose defaults it changes to nanoGPT's):
 
     Attributes:
         grad_accum: micro-batches of ``batch_size`` windows per optimizer step.
-        beta1, beta2: AdamW's moment decays.
         optimizer: "adamw" for every parameter, or "muon": Muon (``torch.optim.Muon``) for the
             2-D weights inside the blocks and AdamW (at ``lr``) for the embeddings, the head,
             gains and biases.
@@ -63,7 +63,7 @@ class LMTrainConfig(TrainConfig):
         eval_batches: batches of ``batch_size`` windows per validation loss.
         sample_tokens: tokens of the text sample written at each sample step.
         sample_prompt: the sample's prompt ("" starts from token 0).
-        sample_temperature: the sample's temperature.
+        sample_temperature: the sample's temperature (top-p as in :data:`genai.generation.SAMPLING`).
     """
 
     out_dir: str = "runs/gpt"
@@ -76,8 +76,10 @@ class LMTrainConfig(TrainConfig):
     eval_every: int = 250
     sample_every: int = 250
     grad_accum: int = 1
-    beta1: float = 0.9
-    beta2: float = 0.95
+    betas: tuple[float, float] = (0.9, 0.95)
+    # Deprecated spellings of betas, accepted for one release.
+    beta1: InitVar[float | None] = None
+    beta2: InitVar[float | None] = None
     optimizer: str = "adamw"
     muon_lr: float = 0.02
     muon_momentum: float = 0.95
@@ -87,7 +89,7 @@ class LMTrainConfig(TrainConfig):
     eval_batches: int = 20
     sample_tokens: int = 200
     sample_prompt: str = ""
-    sample_temperature: float = 0.8
+    sample_temperature: float = SAMPLING.temperature
 
     default_max_steps: ClassVar[int] = 5000
     fixed_on_resume: ClassVar[tuple[str, ...]] = (
@@ -98,17 +100,27 @@ class LMTrainConfig(TrainConfig):
     )
 
     @classmethod
-    def recipe(cls, name: str, **overrides: Any) -> LMTrainConfig:
+    def recipe(cls, name: str, **overrides: Any) -> GPTTrainConfig:
         """The training settings of a named recipe ("gpt2" or "modern"), with ``overrides``.
 
-        Example: ``LMTrainConfig.recipe("modern", max_steps=2000)``; the model side is
+        Example: ``GPTTrainConfig.recipe("modern", max_steps=2000)``; the model side is
         ``GPTConfig.recipe(name)``.
         """
         if name not in RECIPES:
             raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
         return cls(**{**RECIPES[name], **overrides})
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, beta1: float | None = None, beta2: float | None = None) -> None:
+        if beta1 is not None or beta2 is not None:
+            warnings.warn(
+                "beta1/beta2 are deprecated; use betas=(beta1, beta2)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.betas = (
+                self.betas[0] if beta1 is None else beta1,
+                self.betas[1] if beta2 is None else beta2,
+            )
         super().__post_init__()
         for name in ("grad_accum", "eval_batches"):
             if getattr(self, name) <= 0:
@@ -122,9 +134,8 @@ class LMTrainConfig(TrainConfig):
                 "muon_momentum_warmup and muon_weight_decay must be >= 0, got "
                 f"{self.muon_momentum_warmup} and {self.muon_weight_decay}"
             )
-        for name in ("beta1", "beta2", "muon_momentum"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.muon_momentum < 1.0:
+            raise ValueError(f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.sample_tokens < 0:
@@ -159,28 +170,14 @@ def make_muon(
     )
 
 
-def muon_momentum(step: int, config: LMTrainConfig) -> float:
+def muon_momentum(step: int, config: GPTTrainConfig) -> float:
     """Muon's momentum at ``step``: linear from 0.85 to ``muon_momentum`` over the warmup."""
     warmup = config.muon_momentum_warmup
     frac = min(1.0, step / warmup) if warmup else 1.0
     return (1.0 - frac) * 0.85 + frac * config.muon_momentum
 
 
-@torch.no_grad()
-def evaluate_lm(
-    model: GPT, tokens: torch.Tensor, batches: int, batch_size: int, seed: int = 0
-) -> dict[str, float]:
-    """Mean next-token loss (nats) and perplexity over ``batches`` seeded random windows."""
-    generator = torch.Generator(tokens.device).manual_seed(seed)
-    x, y = random_windows(tokens, (batches, batch_size), model.config.block_size, generator)
-    total = torch.zeros((), device=tokens.device)
-    for i in range(batches):
-        total += model(x[i], y[i])[1]
-    loss = total.item() / batches
-    return {"loss": loss, "ppl": math.exp(loss)}
-
-
-class LMTask:
+class GPTTask:
     """The language-model loop for :func:`genai.training.engine.fit`."""
 
     kind = "gpt"
@@ -190,7 +187,7 @@ class LMTask:
         model: GPT,
         tokens: torch.Tensor,
         tokenizer: Tokenizer,
-        config: LMTrainConfig,
+        config: GPTTrainConfig,
         source: str | dict,
     ):
         self.model, self.tokenizer, self.config, self.source = model, tokenizer, config, source
@@ -213,7 +210,7 @@ class LMTask:
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        betas = (c.beta1, c.beta2)
+        betas = c.betas
         if c.optimizer == "adamw":
             groups = decay_groups(self.model, c.weight_decay)
             return {"gpt": make_adamw(groups, c.lr, self.device, betas=betas)}
@@ -260,7 +257,7 @@ class LMTask:
             c.sample_prompt,
             c.sample_tokens,
             temperature=c.sample_temperature,
-            top_p=None,
+            top_p=SAMPLING.top_p,
             generator=generator,
             tokenizer=self.tokenizer,
         )
@@ -273,11 +270,11 @@ class LMTask:
         return {"tokenizer": self.tokenizer.to_dict(), "data": data}
 
 
-def train_lm(
+def train_gpt(
     model: GPT,
     text: str | torch.Tensor,
     tokenizer: Tokenizer,
-    config: LMTrainConfig | None = None,
+    config: GPTTrainConfig | None = None,
     source: str | dict = "text",
     callbacks: Sequence[Callback] = (),
 ) -> dict:
@@ -285,7 +282,7 @@ def train_lm(
 
     Writes the run directory ``config.out_dir`` (with the tokenizer, so :func:`genai.load` returns
     a model that can :func:`generate_text`) and returns :func:`fit`'s summary. The model keeps
-    the tokenizer as ``model.tokenizer``. ``config`` may be a dict of :class:`LMTrainConfig`
+    the tokenizer as ``model.tokenizer``. ``config`` may be a dict of :class:`GPTTrainConfig`
     fields; ``source`` describes the text for ``config.json`` (a name or path, or a dict such
     as ``{"source": "shakespeare", "root": "data/"}``), so that ``--resume`` reads it again;
     ``callbacks`` are as in :func:`fit`.
@@ -293,7 +290,7 @@ def train_lm(
     Raises:
         ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
     """
-    config = coerce_config(config, LMTrainConfig)
+    config = coerce_config(config, GPTTrainConfig)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
@@ -303,122 +300,4 @@ def train_lm(
     if len(tokens) == 0:
         raise ValueError("the training text is empty")
     model.tokenizer = tokenizer
-    return fit(LMTask(model, tokens.long(), tokenizer, config, source), config, callbacks)
-
-
-def _model_and_tokenizer(
-    run_dir_or_model: str | Path | GPT, tokenizer: Tokenizer | None, device: str
-) -> tuple[GPT, Tokenizer]:
-    model = (
-        run_dir_or_model
-        if isinstance(run_dir_or_model, torch.nn.Module)
-        else checkpoint.load(run_dir_or_model, device)
-    )
-    if not isinstance(model, GPT):
-        raise ValueError(
-            f"text generation needs a GPT, got a {type(model).__name__}"
-            + (
-                f" ({run_dir_or_model})"
-                if not isinstance(run_dir_or_model, torch.nn.Module)
-                else ""
-            )
-        )
-    tokenizer = tokenizer or getattr(model, "tokenizer", None)
-    if tokenizer is None:
-        raise ValueError("the model has no tokenizer; pass tokenizer=...")
-    return model, tokenizer
-
-
-def _new_tokens(max_new_tokens: int | None, max_length: int | None, prompt_tokens: int) -> int:
-    """How many tokens to generate, from ``max_new_tokens`` or ``max_length`` (prompt included)."""
-    if max_length is None:
-        return 100 if max_new_tokens is None else max_new_tokens
-    if max_new_tokens is not None:
-        raise ValueError("give max_new_tokens or max_length, not both")
-    if max_length < prompt_tokens:
-        raise ValueError(
-            f"max_length={max_length} is shorter than the prompt ({prompt_tokens} tokens)"
-        )
-    return max_length - prompt_tokens
-
-
-def stream_text(
-    run_dir_or_model: str | Path | GPT,
-    prompt: str,
-    max_new_tokens: int | None = None,
-    temperature: float = 0.9,
-    top_k: int | None = None,
-    top_p: float | None = 0.9,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    tokenizer: Tokenizer | None = None,
-    device: str = "auto",
-    max_length: int | None = None,
-) -> Iterator[str]:
-    """Yield the continuation of ``prompt`` piece by piece as it is generated.
-
-    Arguments as in :func:`generate_text`.
-    """
-    model, tokenizer = _model_and_tokenizer(run_dir_or_model, tokenizer, device)
-    model_device = next(model.parameters()).device
-    ids = tokenizer.encode(prompt) if prompt else []
-    max_new_tokens = _new_tokens(max_new_tokens, max_length, len(ids))
-    idx = torch.tensor([ids or [0]], dtype=torch.long, device=model_device)  # (1, T)
-    if generator is None and seed is not None:
-        generator = torch.Generator(model_device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        tokens = model.stream(idx, max_new_tokens, temperature, top_k, top_p, generator=generator)
-        yield from decode_stream(tokenizer, (int(t[0]) for t in tokens))
-    finally:
-        model.train(was_training)
-
-
-def generate_text(
-    run_dir_or_model: str | Path | GPT,
-    prompt: str,
-    max_new_tokens: int | None = None,
-    temperature: float = 0.9,
-    top_k: int | None = None,
-    top_p: float | None = 0.9,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    tokenizer: Tokenizer | None = None,
-    device: str = "auto",
-    max_length: int | None = None,
-) -> str:
-    """The prompt followed by ``max_new_tokens`` sampled tokens, as text.
-
-    Args:
-        run_dir_or_model: a run directory (loaded with :func:`genai.load`) or a :class:`GPT`.
-        prompt: the text to continue ("" starts from token 0).
-        max_new_tokens: tokens to generate, >= 0 (100 when neither it nor ``max_length`` is
-            given).
-        temperature: 0 is greedy.
-        top_k: keep only the k most likely tokens.
-        top_p: nucleus sampling mass in (0, 1]; None or 1 disables it.
-        seed: seed of the sampling (ignored when ``generator`` is given).
-        generator: the random source of sampling.
-        tokenizer: overrides ``model.tokenizer``.
-        device: where a run directory's model is loaded.
-        max_length: instead of ``max_new_tokens``, the length in tokens of prompt and
-            continuation together (Hugging Face's ``max_length``).
-
-    Raises:
-        ValueError: bad sampling arguments, or a prompt the tokenizer cannot encode.
-    """
-    pieces = stream_text(
-        run_dir_or_model,
-        prompt,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        seed,
-        generator,
-        tokenizer,
-        device,
-        max_length,
-    )
-    return prompt + "".join(pieces)
+    return fit(GPTTask(model, tokens.long(), tokenizer, config, source), config, callbacks)

@@ -14,9 +14,8 @@ from genai.data.images import (
     ImageDataset,
     as_dataset,
     check_shape,
-    fixed_binarization,
-    to_float,
 )
+from genai.metrics import eval_images, evaluate_vae
 from genai.models.vae import VAE
 from genai.plots import save_grid
 from genai.training.engine import (
@@ -57,39 +56,6 @@ class VAETrainConfig(TrainConfig):
             raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         if self.eval_batch_size <= 0:
             raise ValueError(f"eval_batch_size must be > 0, got {self.eval_batch_size}")
-
-
-def eval_images(
-    data: ImageDataset, binarize: bool, device: torch.device, seed: int = 0
-) -> torch.Tensor:
-    """The evaluation images as float on ``device``: a fixed binarization, or the intensities."""
-    images = data.images.to(device)
-    return fixed_binarization(images, seed) if binarize else to_float(images)
-
-
-@torch.no_grad()
-def evaluate_vae(
-    model: VAE, x: torch.Tensor, batch_size: int = 1000, iwae_k: int = 0
-) -> dict[str, float]:
-    """Mean ELBO terms (and, if ``iwae_k`` > 0, the IWAE NLL) of ``x`` in nats per example.
-
-    ``bits_per_dim`` is the negative ELBO (or the IWAE NLL when computed) in bits per dimension
-    (see :meth:`VAE.bits_per_dim`).
-    """
-    totals = {"recon": 0.0, "kl": 0.0, "elbo": 0.0, "iwae_nll": 0.0}
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start : start + batch_size]
-        terms = model.elbo(batch)
-        for key in ("recon", "kl", "elbo"):
-            totals[key] += terms[key].item() * batch.shape[0]
-        if iwae_k:
-            totals["iwae_nll"] += model.iwae_nll(batch, iwae_k).sum().item()
-    out = {key: value / x.shape[0] for key, value in totals.items()}
-    out["loss"] = -out["elbo"]
-    if not iwae_k:
-        del out["iwae_nll"]
-    out["bits_per_dim"] = float(model.bits_per_dim(out.get("iwae_nll", out["loss"])))
-    return out
 
 
 class VAETask:
