@@ -185,3 +185,61 @@ def test_gpt_runs_remember_their_text(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "data")  # elsewhere: the recorded absolute root is found
     assert main(["-q", "train", "gpt", "--resume", str(tmp_path / "run"), "--max-steps", "4"]) == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["step"] == 4
+
+
+def test_one_set_of_sampling_defaults():
+    import inspect
+
+    from genai.cli import build_parser
+    from genai.generation import SAMPLING
+
+    for fn in (genai.GPT.generate, genai.GPT.stream, genai.generate_text, genai.stream_text):
+        params = inspect.signature(fn).parameters
+        assert (params["temperature"].default, params["top_k"].default, params["top_p"].default) == (
+            SAMPLING.temperature, SAMPLING.top_k, SAMPLING.top_p
+        ), fn  # fmt: skip
+    args = build_parser().parse_args(["generate", "run"])
+    assert (args.temperature, args.top_k, args.top_p) == (
+        SAMPLING.temperature,
+        SAMPLING.top_k,
+        SAMPLING.top_p,
+    )
+    assert genai.GPTTrainConfig().sample_temperature == SAMPLING.temperature
+
+
+def test_renamed_names_still_work_with_a_warning():
+    with pytest.warns(
+        DeprecationWarning, match="genai.LMTrainConfig is deprecated; use genai.GPTTrainConfig"
+    ):
+        assert genai.LMTrainConfig is genai.GPTTrainConfig
+    with pytest.warns(DeprecationWarning, match="use genai.train_gpt"):
+        assert genai.train_lm is genai.train_gpt
+    from genai import training
+
+    with pytest.warns(DeprecationWarning, match="use genai.generate_text"):
+        assert training.generate_text is genai.generate_text
+    with pytest.warns(DeprecationWarning, match="beta1/beta2 are deprecated"):
+        assert genai.GPTTrainConfig(beta2=0.99).betas == (0.9, 0.99)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        genai.nope  # noqa: B018
+
+
+def test_optimizers_share_one_vocabulary(tmp_path):
+    """betas and weight_decay mean the same in every loop: decay matrices only."""
+    from genai.training.gan import GANTask
+    from genai.training.vae import VAETask
+
+    x = torch.zeros(40, 1, 28, 28, dtype=torch.uint8)
+    data = genai.data.images.as_dataset(x)
+    for task in (
+        VAETask(tiny_models()["vae"], data, genai.VAETrainConfig(betas=(0.8, 0.9), weight_decay=0.1, batch_size=8), None),
+        GANTask(genai.GAN(genai.GANConfig(arch="mlp", latent_dim=4, g_width=8, d_width=8)), data,
+                genai.GANTrainConfig(betas=(0.8, 0.9), weight_decay=0.1, batch_size=8)),
+    ):  # fmt: skip
+        task.setup(torch.device("cpu"))
+        for opt in task.configure_optimizers().values():
+            for group in opt.param_groups:
+                assert group["betas"] == (0.8, 0.9)
+                assert group["weight_decay"] == (
+                    0.1 if all(p.dim() >= 2 for p in group["params"]) else 0.0
+                )
