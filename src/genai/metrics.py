@@ -368,3 +368,17 @@ def evaluate_lm(
         total += model(x[i], y[i])[1]
     loss = total.item() / batches
     return {"loss": loss, "ppl": math.exp(loss)}
+
+
+@torch.no_grad()
+def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 0.01) -> int:
+    """Latent dimensions a VAE uses (Burda et al. 2015): Var_x(E_q[z_j | x]) > ``threshold``.
+
+    A collapsed posterior (q(z|x) = p(z) for every x) has 0 active units.
+
+    Args:
+        model: a VAE (anything with ``encode(x) -> (mu, logvar)``).
+        x: images ``(N, C, H, W)`` in [0, 1], N >= 2.
+    """
+    mu = torch.cat([model.encode(batch)[0] for batch in x.split(500)])  # (N, D)
+    return int((mu.var(dim=0) > threshold).sum())
