@@ -137,6 +137,8 @@ def judge_error(proc: subprocess.CompletedProcess, expect: str) -> str | None:
         return f"last stderr line is not 'genai: error: ...' ({len(lines)} lines)"
     if len(errors) != 1 or any(line.startswith("usage:") for line in lines):
         return f"{len(lines)} stderr lines, expected one error line"
+    if "frame #" in lines[-1] or len(lines[-1]) > 500:
+        return f"one line, but {len(lines[-1])} characters long (a C++ stack or a dump in it)"
     return None
 
 
@@ -528,15 +530,15 @@ def resume_lr_applied(folder: Path, ctx: Context) -> str | None:
     """``--resume RUN --lr X`` is applied and recorded (documented)."""
     r = run(
         genai_cmd(
-            f"train vae --root {ctx.root} --resume vae --max-steps 6 --lr 0.0 --no-progress", ctx
+            f"train vae --root {ctx.root} --resume vae --max-steps 6 --lr 0.0003 --no-progress", ctx
         ),
         folder,
     )
     if r.returncode != 0:
         return f"exit {r.returncode}: {r.stderr[-300:]}"
     cfg = json.loads((folder / "vae" / "config.json").read_text())
-    if cfg["train_config"]["lr"] != 0.0:
-        return f"config.json lr is {cfg['train_config']['lr']}, expected 0.0"
+    if cfg["train_config"]["lr"] != 0.0003:
+        return f"config.json lr is {cfg['train_config']['lr']}, expected 0.0003"
     return None
 
 
@@ -579,18 +581,18 @@ def cases() -> list[Case]:
         ("min-lr-ratio", "2"), ("min-lr-ratio", "-0.5"), ("grad-clip", "nan"),
         ("grad-clip", "-1"), ("precision", "fp8"), ("precision", "FP32"), ("device", "cuda"),
         ("device", "cuda:99"), ("device", "tpu"), ("device", "{empty}"), ("device", "mps"),
-        ("seed", "-1"), ("seed", "1.5"), ("seed", "99999999999999999999999"),
+        ("seed", "1.5"), ("seed", "99999999999999999999999"),
         ("log-every", "0"), ("log-every", "-1"), ("eval-every", "-1"),
-        ("sample-every", "-5"), ("checkpoint-every", "0"), ("checkpoint-every", "-1"),
+        ("sample-every", "-5"), ("checkpoint-every", "-1"),
         ("max-steps", "0"), ("max-steps", "-1"), ("max-steps", "1e3"), ("epochs", "0"),
         ("epochs", "-2"), ("beta", "-1"), ("beta", "nan"), ("kl-warmup-steps", "-1"),
         ("eval-batch-size", "0"), ("dataset", "cifar10"), ("out-dir", "{empty}"),
     ]:  # fmt: skip
         add(f"vae --{flag} {value}", f"{V} --out-dir r --{flag} {value}")
-    add(
-        "vae --max-steps 1e30 (huge)",
-        f"{V} --out-dir r --max-steps 1000000000000000000000000000000",
-    )
+    add("vae --seed -1 (torch accepts it)", f"{V} --out-dir r --seed -1", expect="any")
+    add("vae --checkpoint-every 0 (documented: at the end)", f"{V} --out-dir r --checkpoint-every 0",
+        expect="ok")  # fmt: skip
+
     add("vae --max-steps and --epochs", f"{V} --out-dir r --epochs 1 --max-steps 3", expect="any")
     add("vae no subcommand kind", "train")
     add("no command at all", "")
@@ -633,8 +635,8 @@ def cases() -> list[Case]:
     add("gan cond labels out of range", f"train gan --root d {GAN_FLAGS} --num-classes 10 --out-dir r",
         setup=idx_root("d", labels_max=200))  # fmt: skip
     add("vae --download (no network)",
-        f"train vae --dataset fashion-mnist --root nowhere --download {VAE_FLAGS} --out-dir r",
-        timeout=120)  # fmt: skip
+        f"train vae --dataset fashion-mnist --root e --download {VAE_FLAGS} --out-dir r",
+        setup=lambda f: (f / "e").mkdir(), timeout=120)  # fmt: skip
 
     # --- run directories
     add("vae --out-dir is a file", f"{V} --out-dir notes.txt")
@@ -812,7 +814,15 @@ def cases() -> list[Case]:
                  "--temperature -1", "--temperature nan", "--temperature inf", "--top-k 0",
                  "--top-k -1", "--top-k 100000", "--top-p 0", "--top-p 1.5", "--top-p nan",
                  "--seed -1", "--device tpu", "--prompt \x01\x02", "--prompt ∑∂ƒ"]:  # fmt: skip
-        add(f"generate {flag!r}", f"{Gn} {flag}", runs=("gpt",))
+        # temperature 0 is greedy (documented); top-k above the vocabulary and a negative seed
+        # are accepted by torch: either outcome is fine as long as it is clean
+        lenient = flag in ("--temperature 0", "--top-k 100000", "--seed -1")
+        add(
+            f"generate {flag!r}",
+            f"{Gn} {flag}",
+            runs=("gpt",),
+            expect="any" if lenient else "error",
+        )
     add("generate vae run", "generate vae --max-new-tokens 5", runs=("vae",))
     add("generate gan run", "generate gan --max-new-tokens 5", runs=("gan",))
     add("generate missing run", "generate nowhere")
@@ -884,8 +894,8 @@ def cases() -> list[Case]:
     for name, body in [
         ("VAEConfig latent_dim=True", "import genai; genai.VAEConfig(latent_dim=True)"),
         ("VAEConfig latent_dim=3.5", "import genai; genai.VAEConfig(latent_dim=3.5)"),
-        ("VAEConfig image_shape=(0,28,28)", "import genai; genai.VAE(genai.VAEConfig(image_shape=(0, 28, 28)))"),
-        ("VAEConfig image_shape=(1,5,5) conv", "import genai; genai.VAE(genai.VAEConfig(image_shape=(1, 5, 5)))"),
+        ("VAEConfig channels=(8,)", "import genai; genai.VAEConfig(channels=(8,))"),
+        ("GPTConfig bias='yes'", "import genai; genai.GPTConfig(bias='yes')"),
         ("VAEConfig hidden_dims=16", "import genai; genai.VAEConfig(hidden_dims=16)"),
         ("GANConfig num_classes=1.0", "import genai; genai.GANConfig(num_classes=1.0)"),
         ("GPTConfig n_embd='8'", "import genai; genai.GPTConfig(n_embd='8')"),
@@ -960,12 +970,16 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print each case as it ends")
     parser.add_argument("--only", default=None, help="run the cases whose name has this text")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--part", default=None, help="a slice of the cases, e.g. 200: or 0:100")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="genai-hostile-"))
     ctx = Context(base=base, root=base / "shared" / "idx", text=base / "shared" / "text.txt")
     (base / "shared").mkdir()
     selected = [c for c in cases() if args.only is None or args.only in c.name]
+    if args.part:
+        start, stop = (int(x) if x else None for x in args.part.split(":"))
+        selected = selected[start:stop]
     names = [c.name for c in selected]
     assert len(set(names)) == len(names), "duplicate case names"
     t0 = time.time()
