@@ -383,7 +383,7 @@ def test_cli_train_sample_eval_and_errors(tmp_path, monkeypatch, capsys):
     assert main(["sample", str(run), "--label", "12", "--out", str(out)]) == 2
     assert "labels must be in [0, 9]" in capsys.readouterr().err
     assert main(["sample", str(run), "--n", "0", "--out", str(out)]) == 2
-    assert "--n must be > 0" in capsys.readouterr().err
+    assert "--n must be in [1, 10000]" in capsys.readouterr().err
 
     ev = ["eval", str(run), "--root", str(root), "--samples", "40", "--classifier-steps", "5"]
     assert main([*ev, "--device", "cpu"]) == 0

@@ -32,6 +32,7 @@ def config(out, **kw) -> VAETrainConfig:
     defaults = dict(
         out_dir=str(out), epochs=None, max_steps=8, batch_size=16, device="cpu", progress=False,
         log_every=2, eval_every=4, sample_every=4, checkpoint_every=4, lr=3e-3,
+        lr_schedule="constant",  # runs of different lengths share their first steps exactly
     )  # fmt: skip
     return VAETrainConfig(**{**defaults, **kw})
 
@@ -438,7 +439,7 @@ def test_cli_errors_on_damaged_runs(tmp_path, vae_run, gpt_run, capsys):
     edit_json(
         vae_run / "config.json", lambda c: c["model_config"].update(hidden_dims=[10**6, 10**6])
     )
-    assert "parameters is more than genai builds" in one_line_error(
+    assert "more than genai builds" in one_line_error(
         ["sample", str(vae_run), "--out", png], capsys
     )
     edit_json(
@@ -506,3 +507,53 @@ def test_cli_errors_on_data(tmp_path, capsys, monkeypatch):
         ["train", "gpt", "--text", str(text), "--vocab-size", "5", "--max-steps", "1"], capsys
     )
     assert "--vocab-size 5 is smaller than the tokenizer's vocabulary (8 tokens)" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "vae", "--latent-dim", "3.5"],
+            "argument --latent-dim: invalid int value: '3.5'",
+        ),
+        (["train", "vae", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+        (["train", "vae", "--turbo"], "unrecognized arguments: --turbo"),
+        (["fly"], "invalid choice: 'fly'"),
+        (["train"], "the following arguments are required: kind"),
+        (["train", "vae", "--out-dir", ""], "argument --out-dir: must not be empty"),
+        (["train", "gpt", "--text", ""], "argument --text: must not be empty"),
+        (["train", "vae", "--resume", ""], "argument --resume: must not be empty"),
+        (["train", "vae", "--latent-dim", "99999999999999999999999"], "latent_dim is out of range"),
+        (
+            ["train", "vae", "--latent-dim", "9999999999", "--max-steps", "1"],
+            "more than genai builds",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("genai: error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_outputs_never_replace_a_users_file_or_nest_runs(tmp_path, vae_run, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert "ending in .png" in one_line_error(["sample", str(vae_run), "--out", str(notes)], capsys)
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    assert "is not a PNG image" in one_line_error(
+        ["sample", str(vae_run), "--out", str(fake)], capsys
+    )
+    assert notes.read_text() == "mine" and fake.read_text() == "not an image"
+    grid = tmp_path / "grid.png"
+    for _ in range(2):  # a previous grid may be replaced
+        assert main(["-q", "sample", str(vae_run), "--n", "4", "--out", str(grid)]) == 0
+    assert "--n must be in [1, 10000]" in one_line_error(
+        ["sample", str(vae_run), "--n", "1000000000000", "--out", str(grid)], capsys
+    )
+    err = one_line_error(
+        ["train", "vae", "--out-dir", str(vae_run / "samples" / "sub"), "--max-steps", "1"], capsys
+    )
+    assert "is inside the run directory" in err

@@ -65,7 +65,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str)
         else:
             group.add_argument(
                 _flag(field.name),
-                type=_parse_optional(kind) if optional else kind,
+                type=_parse_optional(kind) if optional else (_text if kind is str else kind),
                 default=argparse.SUPPRESS,
                 help=help_text,
             )
@@ -92,11 +92,14 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         dest="data",
         metavar="NAME_OR_PATH",
+        type=_text,
         default=None,
         help=f"a dataset ({', '.join(NAMED)}), a folder of images or an .npz file (default: "
         "mnist, or the run's data with --resume)",
     )
-    parser.add_argument("--root", default=None, help="folder that holds a named dataset")
+    parser.add_argument(
+        "--root", type=_text, default=None, help="folder that holds a named dataset"
+    )
     parser.add_argument(
         "--download", action="store_true", default=False, help="allow downloading the dataset"
     )
@@ -178,9 +181,11 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
         help="start from a named recipe's model and training settings (flags override them)",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--text", default=None, help="a text file, folder or glob to train on")
+    source.add_argument(
+        "--text", type=_text, default=None, help="a text file, folder or glob to train on"
+    )
     source.add_argument("--corpus", choices=CORPORA, default=None, help="a named corpus")
-    parser.add_argument("--root", default=None, help="local path of the named corpus")
+    parser.add_argument("--root", type=_text, default=None, help="local path of the named corpus")
     parser.add_argument(
         "--download", action="store_true", default=False, help="allow downloading the corpus"
     )
@@ -298,6 +303,9 @@ def _train(args: argparse.Namespace) -> None:
         print(json.dumps(summary))
 
 
+MAX_SAMPLES = 10_000  # images in one grid
+
+
 def _check_output(path: str, flag: str = "--out") -> Path:
     """An output file path that cannot destroy: not a folder, not inside a run directory."""
     out = Path(path)
@@ -309,12 +317,22 @@ def _check_output(path: str, flag: str = "--out") -> Path:
                 f"{flag} {path!r} is inside the run directory {str(folder)!r}; write elsewhere "
                 "so that the run's files stay intact"
             )
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{flag} {path!r}: the grid is a PNG image; give a name ending in .png")
+    if out.exists() and out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        raise FileExistsError(f"{flag} {path!r} exists and is not a PNG image; it is not replaced")
     return out
 
 
 def _load_kind(run_dir: str, device: str, kinds: tuple[str, ...], command: str):
     """Load a run's model, refusing kinds that ``command`` cannot use."""
     kind = checkpoint.load_config(run_dir)["kind"]
+    from genai.models import MODELS
+
+    if kind not in MODELS:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}: unknown model kind {kind!r} in config.json (genai has {', '.join(MODELS)})"
+        )
     if kind not in kinds:
         other = "genai generate" if kind == "gpt" else "genai sample"
         raise ValueError(
@@ -327,8 +345,8 @@ def _load_kind(run_dir: str, device: str, kinds: tuple[str, ...], command: str):
 def _sample(args: argparse.Namespace) -> None:
     from genai.plots import save_grid
 
-    if args.n <= 0:
-        raise ValueError(f"--n must be > 0, got {args.n}")
+    if not 0 < args.n <= MAX_SAMPLES:
+        raise ValueError(f"--n must be in [1, {MAX_SAMPLES}], got {args.n}")
     if args.nrow <= 0:
         raise ValueError(f"--nrow must be > 0, got {args.nrow}")
     _check_output(args.out)
@@ -427,8 +445,22 @@ def _demo(args: argparse.Namespace) -> None:
         print(path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like every other error (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"genai: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _text(value: str) -> str:
+    """A path or name flag: an empty string is a mistake, never "the default"."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genai", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="genai", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -438,7 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = kinds.add_parser(kind, help=f"train a {kind.upper()}")
         spec.add_data_flags(p)
         p.add_argument(
-            "--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR"
+            "--resume",
+            metavar="RUN_DIR",
+            type=_text,
+            default=None,
+            help="continue the run in RUN_DIR",
         )
         _add_dataclass_flags(p, spec.model_config, "model")
         _add_dataclass_flags(p, spec.train_config, "training")
@@ -508,7 +544,10 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # usage errors (one line, status 2) and --help (status 0)
+        return stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -63,6 +63,8 @@ def _convert(name: str, value: Any, kind: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {_describe(value)}")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{name} is out of range (64-bit integers only), got {value}")
         return int(value)
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):

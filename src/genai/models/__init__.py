@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from genai.models.gan import GAN, GANConfig
@@ -29,12 +30,34 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
+MAX_PARAMETERS = 2**33  # 8.6G parameters (32 GiB in fp32): a larger config is refused
+
+
 def get_model(name: str, **config) -> nn.Module:
-    """Build a registered model from its config fields."""
+    """Build a registered model from its config fields.
+
+    The model is first built on the ``meta`` device (no memory), so that a config whose size is
+    absurd is a ``ValueError`` naming the parameter count instead of an allocation failure.
+
+    Raises:
+        ValueError: unknown name, invalid config, or more than ``MAX_PARAMETERS`` parameters.
+        TypeError: a config field of the wrong type.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
     config_cls, model_cls = MODELS[name]
-    return model_cls(config_cls(**config))
+    config = config_cls(**config)
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in model_cls(config).parameters())
+    except (RuntimeError, OverflowError, TypeError) as e:  # torch refuses sizes past int64
+        reason = str(e).split(" Exception raised from")[0].splitlines()[0][:200]
+        raise ValueError(f"{config} builds no model ({reason})") from None
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"{name} config has {count:,} parameters, more than genai builds ({MAX_PARAMETERS:,})"
+        )
+    return model_cls(config)
 
 
 __all__ = [

@@ -497,6 +497,15 @@ class GPT(nn.Module, Pretrained):
             raise ValueError(
                 f"idx must be (B, T) token ids with T >= 1, got shape {tuple(idx.shape)}"
             )
+        if (
+            idx.is_floating_point()
+            or int(idx.min()) < 0
+            or int(idx.max()) >= self.config.vocab_size
+        ):
+            raise ValueError(
+                f"idx must hold token ids in [0, vocab_size={self.config.vocab_size}), got "
+                f"{idx.dtype} values in [{idx.min().item()}, {idx.max().item()}]"
+            )
         stops = torch.tensor(
             [stop] if isinstance(stop, int) else list(stop or ()), device=idx.device
         )

@@ -110,6 +110,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not self.out_dir.strip():
+            raise ValueError("out_dir must not be empty")
         _positive(self, "batch_size", "log_every")
         _non_negative(self, "warmup_steps", "eval_every", "sample_every", "checkpoint_every")
         _non_negative(self, "weight_decay", "grad_clip")
@@ -657,9 +659,9 @@ def _restore(
             trainer.scalers[name].load_state_dict(state["scalers"][name])
         _set_rng_state(state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        detail = f"no entry {e}" if isinstance(e, KeyError) else checkpoint.brief(e)
         raise checkpoint.CheckpointError(
-            f"{run_dir / checkpoint.STATE}: resume state does not fit this run "
-            f"({type(e).__name__}: {e})"
+            f"{run_dir / checkpoint.STATE}: resume state does not fit this run ({detail})"
         ) from e
     return state["step"]
 

@@ -64,6 +64,12 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     for parent in (run_dir, *run_dir.parents):
         if parent.exists() and not parent.is_dir():
             raise NotADirectoryError(f"out_dir {str(run_dir)!r}: {str(parent)!r} is a file")
+    for parent in run_dir.resolve().parents:
+        if checkpoint.is_run_dir(parent):
+            raise ValueError(
+                f"out_dir {str(run_dir)!r} is inside the run directory {str(parent)!r}; "
+                "choose a folder outside it"
+            )
     if resume:
         checkpoint.load_config(run_dir)
         return
