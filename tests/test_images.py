@@ -95,6 +95,13 @@ def test_corrupt_and_truncated_images_name_the_file(photo_folder):
         load_images(photo_folder, image_size=16, channels=3, progress=False)
 
 
+def test_missing_path_is_named(tmp_path):
+    with pytest.raises(DatasetError, match=r"photos: no such folder or file"):
+        load_images(tmp_path / "photos")
+    with pytest.raises(DatasetError, match=r"set.npz: no such folder or file"):
+        load_images("set.npz")
+
+
 def test_empty_folder_and_non_images(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"empty: no images .*it is empty"):

@@ -367,6 +367,8 @@ def load_images(
             data = _from_npz(path, split)
         elif path.exists():
             raise DatasetError(f"{path}: not a folder of images or an .npz file")
+        elif "/" in text or os.sep in text or text.startswith(".") or path.suffix:
+            raise DatasetError(f"{path}: no such folder or file")
         else:
             raise DatasetError(
                 f"unknown dataset {text!r}: expected one of {', '.join(named.NAMED)}, a folder "
