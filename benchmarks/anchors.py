@@ -19,8 +19,10 @@ oversubscribed (each parallel region waits for its slowest thread to be schedule
   run: the wall time of the process. Validation loss: each run's own estimate at the last
   iteration (20 batches of 12 windows from the last 10% of the text; nanoGPT draws them from its
   ``val.bin``, the same tail). The one change to nanoGPT: a wrapper adds the round's seed to its
-  fixed ``torch.manual_seed(1337)``. Then genai's logging cost: short runs alternating
-  ``--log-every 1`` and ``--log-every 100``.
+  fixed ``torch.manual_seed(1337)``.
+- ``lm_logging``: genai's cost of logging every step, from short runs of the same command
+  alternating ``--log-every 1`` and ``--log-every 100`` (mean time per iteration between the
+  first and the last train record; the one evaluation comes after it).
 - ``vae``: pytorch/examples' ``vae/main.py`` (MLP 784-400-20, torchvision ``DataLoader`` with
   ``ToTensor``, Adam 1e-3, batch 128), its own ``train(epoch)`` timed per epoch on Fashion-MNIST
   (the IDX files of ``/usr/share/datasets/fashion-mnist`` placed where its ``datasets.MNIST``
@@ -135,8 +137,14 @@ def run_nanogpt(src: Path, iters: int, seed: int) -> dict:
     }
 
 
-def run_genai_lm(text: Path, iters: int, seed: int, out: Path, log_every: int = 1) -> dict:
-    """``genai train gpt`` at nanoGPT's settings; ms per iteration, seconds, last val loss."""
+def run_genai_lm(
+    text: Path, iters: int, seed: int, out: Path, log_every: int = 1, eval_every: int = 250
+) -> dict:
+    """``genai train gpt`` at nanoGPT's settings; ms per iteration, seconds, last val loss.
+
+    ``ms_per_iter`` is the median over log intervals; ``ms_per_iter_mean`` the mean from the
+    first to the last train record (evaluations between them included).
+    """
     cmd = [
         str(GENAI_CLI), "train", "gpt", "--text", str(text), "--tokenizer", "char",
         "--block-size", "64", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--no-bias",
@@ -144,18 +152,20 @@ def run_genai_lm(text: Path, iters: int, seed: int, out: Path, log_every: int = 
         "--min-lr-ratio", "0.1", "--warmup-steps", "100", "--lr-schedule", "cosine",
         "--betas", "0.9", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--precision", "fp32",
         "--device", "cpu", "--seed", str(seed), "--log-every", str(log_every),
-        "--eval-every", "250", "--eval-batches", "20", "--sample-tokens", "0",
+        "--eval-every", str(eval_every), "--eval-batches", "20", "--sample-tokens", "0",
         "--out-dir", str(out), "--overwrite",
     ]  # fmt: skip
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - t
     records = read_metrics(out / "metrics.jsonl")
-    times = [r["time"] for r in records if r["split"] == "train"]
+    train = [r for r in records if r["split"] == "train"]
     val = [r for r in records if r["split"] == "val"]
+    times = [r["time"] for r in train]
     ms = [(b - a) / log_every * 1e3 for a, b in zip(times, times[1:], strict=False)]
     return {
         "ms_per_iter": statistics.median(ms),
+        "ms_per_iter_mean": (times[-1] - times[0]) / (train[-1]["step"] - train[0]["step"]) * 1e3,
         "seconds": seconds,
         "val_step": val[-1]["step"],
         "val_loss": val[-1]["loss"],
@@ -190,17 +200,28 @@ def bench_lm(args: argparse.Namespace, tmp: Path) -> dict:
         - statistics.median(per_side["nanogpt"]["val_loss"]),
         4,
     )
-    if args.log_rounds:
-        cost = {1: [], 100: []}
-        for i in range(args.log_rounds):
-            for every in cost:
-                out = tmp / f"log{every}-{i}"
-                run = run_genai_lm(args.text, args.log_steps, 0, out, log_every=every)
-                cost[every].append(run["ms_per_iter"])
-        fractions = [a / b - 1 for a, b in zip(cost[1], cost[100], strict=True)]
-        result["genai_ms_per_iter_log_every_1"] = spread(cost[1], 2)
-        result["genai_ms_per_iter_log_every_100"] = spread(cost[100], 2)
-        result["genai_logging_every_step_cost_fraction"] = spread(fractions)
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def bench_lm_logging(args: argparse.Namespace, tmp: Path) -> dict:
+    """genai's cost of logging every step: ``--log-every 1`` against ``--log-every 100``."""
+    if args.log_steps < 201:
+        raise SystemExit("--log-steps must be > 200 (two log records at --log-every 100)")
+    result = {"bench": "anchors_lm_logging", **machine(), "steps": args.log_steps}
+    cost = {1: [], 100: []}
+    for i in range(args.log_rounds):
+        for every in cost:
+            out = tmp / f"log{every}-{i}"
+            run = run_genai_lm(
+                args.text, args.log_steps, 0, out, log_every=every, eval_every=args.log_steps
+            )  # the only evaluation comes after the last train record
+            cost[every].append(run["ms_per_iter_mean"])
+    result["ms_per_iter_log_every_1"] = spread(cost[1], 2)
+    result["ms_per_iter_log_every_100"] = spread(cost[100], 2)
+    result["cost_fraction_of_a_step"] = spread(
+        [a / b - 1 for a, b in zip(cost[1], cost[100], strict=True)]
+    )
     result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     return result
 
@@ -347,11 +368,11 @@ def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="lm,vae,gan")
+    parser.add_argument("--parts", default="lm,lm_logging,vae,gan")
     parser.add_argument("--text", type=Path, default=TEXT)
     parser.add_argument("--lm-iters", type=int, default=2000)
     parser.add_argument("--lm-seeds", type=int, default=3, help="rounds of nanoGPT then genai")
-    parser.add_argument("--log-rounds", type=int, default=3, help="0 skips the logging cost")
+    parser.add_argument("--log-rounds", type=int, default=3, help="rounds of the logging cost")
     parser.add_argument("--log-steps", type=int, default=300, help="steps of each logging run")
     parser.add_argument("--vae-rounds", type=int, default=3)
     parser.add_argument("--gan-rounds", type=int, default=3)
@@ -363,7 +384,7 @@ def main() -> None:
     if args.threads:  # the processes started for nanoGPT and genai's CLI inherit it
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
-    benches = {"lm": bench_lm, "vae": bench_vae, "gan": bench_gan}
+    benches = {"lm": bench_lm, "lm_logging": bench_lm_logging, "vae": bench_vae, "gan": bench_gan}
     for part in args.parts.split(","):
         if part not in benches:
             parser.error(f"unknown part {part!r}; choose from {', '.join(benches)}")
