@@ -115,7 +115,7 @@ def save_vae_figures(vae, images: torch.Tensor, out: str | Path, seed: int = 0) 
 
     Args:
         vae: a trained :class:`genai.VAE`.
-        images: uint8 digits ``(N, 1, 28, 28)`` to reconstruct and complete (8 is a good N).
+        images: uint8 images ``(N, C, H, W)`` of the model's shape to reconstruct and complete (8 is a good N).
         out: folder for ``samples.png``, ``reconstructions.png`` (originals above, reconstructions
             below) and ``completions.png`` (originals, lower half removed, completed).
     """
@@ -123,9 +123,9 @@ def save_vae_figures(vae, images: torch.Tensor, out: str | Path, seed: int = 0) 
     device = next(vae.parameters()).device
     vae.eval()
     gen = torch.Generator(device).manual_seed(seed)
-    x = images.to(device).float() / 255.0  # (N, 1, 28, 28)
+    x = images.to(device).float() / 255.0  # (N, C, H, W)
     mask = torch.ones_like(x, dtype=torch.bool)
-    mask[:, :, 14:, :] = False  # the lower half is missing
+    mask[:, :, x.shape[2] // 2 :, :] = False  # the lower half is missing
     completed = vae.impute(x, mask, steps=50, generator=gen)
     n = x.shape[0]
     return [

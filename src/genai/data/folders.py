@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from genai.data.images import DatasetError, ImageDataset, cache_dir
+from genai.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _pool_map(fn, items: list, num_workers: int | None, desc: str, progress: boo
     chunks = [(i, items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
     with (
         ThreadPoolExecutor(workers) as pool,
-        tqdm(total=len(items), desc=desc, unit="img", disable=not progress) as bar,
+        progress_bar(total=len(items), desc=desc, unit="img", disable=not progress) as bar,
     ):
         for n in pool.map(lambda c: fn(*c), chunks):
             bar.update(n)
