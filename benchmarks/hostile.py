@@ -928,9 +928,9 @@ def cases() -> list[Case]:
         ("train_vae config a dict with typo",
          "import torch, genai\ngenai.train_vae(genai.VAE(genai.VAEConfig(arch='mlp')), torch.rand(50, 1, 28, 28),\n"
          "    {'out_dir': 'r', 'max_stepz': 2})"),
-        ("train_lm on empty text",
+        ("train_gpt on empty text",
          "import genai\nm = genai.GPT(genai.GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))\n"
-         "genai.train_lm(m, '', genai.CharTokenizer('abcde'), genai.LMTrainConfig(out_dir='r', max_steps=2, device='cpu', progress=False))"),
+         "genai.train_gpt(m, '', genai.CharTokenizer('abcde'), genai.GPTTrainConfig(out_dir='r', max_steps=2, device='cpu', progress=False))"),
         ("generate_text vae model",
          "import genai\ngenai.generate_text(genai.VAE(genai.VAEConfig(arch='mlp')), 'hi', max_new_tokens=3)"),
         ("from_pretrained missing", "import genai; genai.VAE.from_pretrained('nowhere')"),
