@@ -30,7 +30,15 @@ def list_models() -> list[str]:
 
 
 def get_model(name: str, **config) -> nn.Module:
-    """Build a registered model from its config fields."""
+    """Build a registered model from its config fields.
+
+    Args:
+        name: one of :func:`list_models` (``"vae"``, ``"gan"``, ``"gpt"``).
+        **config: fields of that model's config (``get_model("gpt", n_layer=2)``).
+
+    Raises:
+        ValueError: ``name`` is not registered.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
     config_cls, model_cls = MODELS[name]
