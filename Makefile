@@ -35,7 +35,7 @@ docs: $(STAMP)
 
 # The site with the quickstart notebook executed, so its pages show the outputs (minutes).
 docs-notebook: $(STAMP)
-	GENAI_DOCS_EXECUTE=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	GENAI_DOCS_EXECUTE=true $(VENV)/bin/mkdocs build --strict --site-dir site
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
