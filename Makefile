@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test docs docs-build docs-notebook format bench bench-quality clean
+.PHONY: install demo gallery test docs docs-build docs-notebook format bench bench-quality clean
 
 # Create the virtual environment if missing and install genai with its test and offline extras,
 # pinned to the tested torch pair in constraints.txt.
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/genai demo --out runs/demo --overwrite
+
+# The README's gallery: run the demo, copy the VAE's pictures into docs/images.
+gallery: demo
+	mkdir -p docs/images
+	cp runs/demo/vae/samples.png runs/demo/vae/reconstructions.png runs/demo/vae/completions.png docs/images/
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
