@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-quality clean
+.PHONY: install demo gallery test docs docs-build docs-notebook format bench bench-quality clean
 
 # Create the virtual environment if missing and install genai with its test and offline extras,
 # pinned to the tested torch pair in constraints.txt.
@@ -17,10 +17,30 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/genai demo --out runs/demo --overwrite
 
+# The README's gallery: run the demo, copy the VAE's pictures into docs/images.
+gallery: demo
+	mkdir -p docs/images
+	cp runs/demo/vae/samples.png runs/demo/vae/reconstructions.png runs/demo/vae/completions.png docs/images/
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) docs-build
 	$(PY) -m pytest -q
+
+export NO_MKDOCS_2_WARNING := 1
+
+# The docs site (mkdocs.yml): --strict fails on a broken link, a missing page or API entry.
+docs-build: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+# Serve the site at http://127.0.0.1:8000, rebuilt on every edit.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
+
+# The site with the quickstart notebook executed, so its pages show the outputs (minutes).
+docs-notebook: $(STAMP)
+	GENAI_DOCS_EXECUTE=true $(VENV)/bin/mkdocs build --strict --site-dir site
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -40,4 +60,4 @@ bench-quality: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/lm.py
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs site .pytest_cache .ruff_cache

@@ -32,6 +32,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     ``"auto"`` picks CUDA, then MPS, then CPU.
 
+    Args:
+        device: a device name or a ``torch.device``.
+
     Raises:
         ValueError: the string is not a device name, or names a device this machine lacks.
     """

@@ -32,7 +32,13 @@ def _images(images: torch.Tensor | Any) -> torch.Tensor:
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
-    """One ``(C, H', W')`` image in [0, 1] holding ``images`` in rows of ``nrow``, white gaps."""
+    """One ``(C, H', W')`` image in [0, 1] holding ``images`` in rows of ``nrow``, white gaps.
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(C, H, W)``, float in [0, 1] or uint8.
+        nrow: images per row.
+        padding: pixels of white between images.
+    """
     from torchvision.utils import make_grid
 
     if not isinstance(nrow, int) or nrow <= 0:

@@ -279,6 +279,14 @@ def load_text(source: str | Path, root: str | Path | None = None, download: bool
 
     A folder is read recursively (hidden files and non-UTF-8 files skipped), files in sorted order.
 
+    Args:
+        source: ``"shakespeare"``, ``"python-stdlib"``, or a path, folder or glob of UTF-8 text.
+        root: where tiny-shakespeare's ``input.txt`` lives (the file or its folder).
+        download: allow downloading tiny-shakespeare when it is neither in ``root`` nor cached.
+
+    Returns:
+        The corpus as one string.
+
     Raises:
         FileNotFoundError: nothing matches ``source``.
         ValueError: the corpus is empty.

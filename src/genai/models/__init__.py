@@ -39,6 +39,10 @@ def get_model(name: str, **config) -> nn.Module:
     The model is first built on the ``meta`` device (no memory), so that a config whose size is
     absurd is a ``ValueError`` naming the parameter count instead of an allocation failure.
 
+    Args:
+        name: one of :func:`list_models` (``"vae"``, ``"gan"``, ``"gpt"``).
+        **config: fields of that model's config (``get_model("gpt", n_layer=2)``).
+
     Raises:
         ValueError: unknown name, invalid config, or more than ``MAX_PARAMETERS`` parameters.
         TypeError: a config field of the wrong type.

@@ -246,6 +246,9 @@ class GAN(nn.Module, Pretrained):
     The EMA generator (``ema``) is always in eval mode; :meth:`update_ema` averages G's
     parameters *and* its BatchNorm running statistics, so the EMA net's statistics belong to
     its own (averaged) weights.
+
+    Args:
+        config: a :class:`GANConfig`, a dict of its fields, or None for the defaults.
     """
 
     def __init__(self, config: GANConfig | None = None):

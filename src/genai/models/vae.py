@@ -170,6 +170,9 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -
 class VAE(nn.Module, Pretrained):
     """A VAE for ``(B, C, H, W)`` images in [0, 1] (``config.image_shape``, default (1, 28, 28)).
 
+    Args:
+        config: a :class:`VAEConfig`, a dict of its fields, or None for the defaults.
+
     Example:
         >>> vae = VAE(VAEConfig(latent_dim=16))
         >>> terms = vae.elbo(torch.rand(8, 1, 28, 28))  # dict of nats per example

@@ -62,6 +62,9 @@ class TrainConfig:
         lr_schedule: ``"constant"``, ``"cosine"`` (decay to ``min_lr_ratio * lr``) or ``"wsd"``
             (warmup-stable-decay: constant, then a linear decay to ``min_lr_ratio * lr`` over
             the last ``decay_fraction`` of the steps).
+        min_lr_ratio: the final learning rate of ``"cosine"`` and ``"wsd"``, as a fraction of
+            ``lr``.
+        decay_fraction: the fraction of the steps over which ``"wsd"`` decays.
         grad_clip: clip the global gradient norm to this (0: off).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only); autocast, fp32 weights.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ``"mps"``.

@@ -269,6 +269,13 @@ def train_gan(
     place. ``metrics.jsonl`` logs ``d_loss``, ``g_loss``, ``d_real`` = mean D(x) and ``d_fake``
     = mean D(G(z)) (as probabilities), and ``loss`` = their sum of losses. ``config`` may be a
     dict of :class:`GANTrainConfig` fields; ``callbacks`` are as in :func:`fit`.
+
+    Args:
+        model: the GAN, trained in place.
+        data: the training images (and labels, for a conditional model).
+        config: a :class:`GANTrainConfig`, a dict of its fields, or None for the defaults.
+        callbacks: functions called with each metrics record before it is written; a returned
+            dict is merged into the record.
     """
     config = coerce_config(config, GANTrainConfig)
     return fit(GANTask(model, as_dataset(data), config), config, callbacks)

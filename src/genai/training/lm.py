@@ -287,6 +287,15 @@ def train_gpt(
     as ``{"source": "shakespeare", "root": "data/"}``), so that ``--resume`` reads it again;
     ``callbacks`` are as in :func:`fit`.
 
+    Args:
+        model: the GPT, trained in place.
+        text: the training text, or its token ids ``(N,)``.
+        tokenizer: turns ``text`` into token ids; its vocabulary must fit ``model``.
+        config: a :class:`GPTTrainConfig`, a dict of its fields, or None for the defaults.
+        source: what the text is, recorded in ``config.json`` for ``--resume``.
+        callbacks: functions called with each metrics record before it is written; a returned
+            dict is merged into the record.
+
     Raises:
         ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
     """

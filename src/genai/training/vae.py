@@ -135,6 +135,14 @@ def train_vae(
     Writes the run directory ``config.out_dir`` and returns :func:`fit`'s summary; the model is
     trained in place. ``eval_data`` gives the test ELBO at each eval step. ``config`` may be a
     dict of :class:`VAETrainConfig` fields; ``callbacks`` are as in :func:`fit`.
+
+    Args:
+        model: the VAE, trained in place.
+        data: the training images.
+        config: a :class:`VAETrainConfig`, a dict of its fields, or None for the defaults.
+        eval_data: held-out images for the test ELBO, in any form ``data`` takes.
+        callbacks: functions called with each metrics record before it is written; a returned
+            dict is merged into the record.
     """
     config = coerce_config(config, VAETrainConfig)
     eval_data = as_dataset(eval_data) if eval_data is not None else None
