@@ -20,7 +20,7 @@ def config(out, **kw) -> VAETrainConfig:
     defaults = dict(
         out_dir=str(out), epochs=None, max_steps=8, batch_size=16, device="cpu", progress=False,
         log_every=2, eval_every=4, sample_every=4, checkpoint_every=4, lr=3e-3, binarize=True,
-        lr_schedule="cosine", warmup_steps=2,
+        lr_schedule="cosine", warmup_steps=2, kl_warmup_steps=0,
     )  # fmt: skip
     return VAETrainConfig(**{**defaults, **kw})
 
