@@ -75,11 +75,12 @@ class VAEConfig:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if not self.hidden_dims or any(h <= 0 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be one or more sizes > 0, got {self.hidden_dims}")
+        if self.channels is not None and any(c <= 0 for c in self.channels):
+            raise ValueError(f"channels must be sizes > 0, got {self.channels}")
         if self.arch == "conv":
             _, blocks = conv_plan(self.image_shape)
             if self.channels is not None:
-                self.channels = tuple(self.channels)
-                if len(self.channels) != blocks or any(c <= 0 for c in self.channels):
+                if len(self.channels) != blocks:
                     raise ValueError(
                         f"channels must be {blocks} sizes > 0 for image_shape "
                         f"{self.image_shape} (one per stride-2 block), got {self.channels}"
