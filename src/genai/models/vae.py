@@ -79,12 +79,11 @@ class VAEConfig:
             raise ValueError(f"channels must be sizes > 0, got {self.channels}")
         if self.arch == "conv":
             _, blocks = conv_plan(self.image_shape)
-            if self.channels is not None:
-                if len(self.channels) != blocks:
-                    raise ValueError(
-                        f"channels must be {blocks} sizes > 0 for image_shape "
-                        f"{self.image_shape} (one per stride-2 block), got {self.channels}"
-                    )
+            if self.channels is not None and len(self.channels) != blocks:
+                raise ValueError(
+                    f"channels must be {blocks} sizes > 0 for image_shape "
+                    f"{self.image_shape} (one per stride-2 block), got {self.channels}"
+                )
 
     def conv_widths(self) -> tuple[int, ...]:
         """The convolution widths, image side first (``channels`` or the default)."""
