@@ -118,3 +118,19 @@ def test_example_script(tmp_path):
         "vae2d/latent_traversal.png",
     ):
         assert (tmp_path / name).stat().st_size > 100
+
+
+def test_demo_writes_its_pictures(tmp_path):
+    from genai.demo import run_demo
+
+    paths = run_demo(tmp_path / "demo", device="cpu", steps=3)
+    names = sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths)
+    assert names == [
+        "gan/digits.png",
+        "vae/completions.png",
+        "vae/reconstructions.png",
+        "vae/samples.png",
+    ]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "demo" / "gan" / "digits.png").size == (10 * 30 + 2, 10 * 30 + 2)

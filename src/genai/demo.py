@@ -18,11 +18,14 @@ from genai.training.gan import GANTrainConfig, train_gan
 from genai.training.vae import VAETrainConfig, train_vae
 
 
-def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[Path]:
+def run_demo(
+    out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500
+) -> list[Path]:
     """Train the demo VAE into ``out/vae`` and a class-conditional GAN into ``out/gan``.
 
     The VAE trains on 90% of the MNIST training digits and is evaluated on the held-out 10%;
-    it writes sample, reconstruction and completion grids. The GAN writes ``digits.png``.
+    it writes sample, reconstruction and completion grids. The GAN writes ``digits.png``. Each
+    trains ``steps`` steps.
     """
     digits = load_images("mnist", "train")
     train, held_out = split_dataset(digits, 0.9, seed=0)
@@ -30,7 +33,7 @@ def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[P
     config = VAETrainConfig(
         out_dir=str(out / "vae"),
         epochs=None,
-        max_steps=1500,
+        max_steps=steps,
         lr=2e-3,
         lr_schedule="cosine",
         binarize=True,
@@ -42,7 +45,7 @@ def run_demo(out: Path, overwrite: bool = False, device: str = "auto") -> list[P
     )
     train_vae(vae, train, config, eval_data=held_out)
     paths = save_vae_figures(vae, held_out.images[:8], out / "vae")
-    return [*paths, demo_gan(digits, out / "gan", overwrite, device)]
+    return [*paths, demo_gan(digits, out / "gan", overwrite, device, steps)]
 
 
 def demo_gan(
