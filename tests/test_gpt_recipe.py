@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_gpt import train_config  # one tiny training config for the GPT tests
 
 from genai.cli import main
 from genai.data.text import CharTokenizer, TokenBatches
@@ -58,24 +59,6 @@ def tiny(seed: int = 0, **overrides) -> GPT:
             if p.dim() == 2 and not p.any():
                 p.normal_(0.0, 0.3)
     return model
-
-
-def train_config(tmp_path: Path, name: str, **overrides) -> GPTTrainConfig:
-    fields = dict(
-        out_dir=str(tmp_path / name),
-        max_steps=6,
-        batch_size=4,
-        warmup_steps=2,
-        eval_every=3,
-        eval_batches=2,
-        sample_every=6,
-        sample_tokens=10,
-        checkpoint_every=3,
-        log_every=1,
-        device="cpu",
-        progress=False,
-    )
-    return GPTTrainConfig(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=IDS)
