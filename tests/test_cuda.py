@@ -14,6 +14,7 @@ import torch
 import genai
 from genai.data.images import ImageDataset
 from genai.data.text import CharTokenizer
+from genai.models.gpt import GraphedDecodeStep
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -117,3 +118,37 @@ def test_compiled_bf16_gpt_on_cuda(tmp_path):
     )
     continuation = tok.decode(greedy[0][0, prompt.shape[1] : prompt.shape[1] + 10].tolist())
     assert genai.generate_text(loaded, "To be", 10, temperature=0) == "To be" + continuation
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"pos_emb": "rope", "qk_norm": True}], ids=["gpt2", "rope"]
+)
+def test_cuda_graph_decoding_equals_uncached_greedy(options):
+    torch.manual_seed(0)
+    config = genai.GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                             **options)  # fmt: skip
+    model = genai.GPT(config).cuda().double().eval()
+    idx = torch.randint(0, 13, (2, 5), device="cuda")
+    # 40 tokens past block_size 16: the window slides, the cache is refilled, the graph replays.
+    graphed = model.generate(idx, 40, temperature=0, window_shift=3, static_cache=True)
+    uncached = model.generate(idx, 40, temperature=0, window_shift=3, use_cache=False)
+    assert torch.equal(graphed, uncached)
+
+
+def test_cuda_graph_decoding_under_bf16_autocast_matches_eager_static():
+    torch.manual_seed(0)
+    model = genai.GPT(genai.GPTConfig(vocab_size=13, block_size=32, n_layer=2, n_head=2,
+                                      n_embd=32)).cuda().eval()  # fmt: skip
+    idx = torch.randint(0, 13, (1, 4), device="cuda")
+    with torch.autocast("cuda", torch.bfloat16):
+        step = model.new_cache(idx, static=True)  # bf16 keys and values
+        graphed = GraphedDecodeStep(model, step)
+        model._next_logits(idx, step)
+        eager = model.new_cache(idx, static=True)
+        model._next_logits(idx, eager)
+        token = idx[:, -1:]
+        for _ in range(10):
+            a = graphed(token, step).clone()
+            b = model.decode_step(token, eager)
+            torch.testing.assert_close(a, b)
+            token = a.argmax(-1, keepdim=True)

@@ -139,6 +139,59 @@ class GPTConfig:
         ]
 
 
+class GraphedDecodeStep:
+    """``model.decode_step`` on a static CUDA cache, captured once in a CUDA graph and replayed.
+
+    At batch 1 a decoding step is bound by its kernel launches; a replay launches them all at
+    once. The graph is captured at the first call (after two warm-up steps on a side stream,
+    whose writes the real step overwrites: the cache position is restored after each).
+
+    Args:
+        model: the GPT.
+        cache: a static :class:`KVCache` on a CUDA device.
+    """
+
+    def __init__(self, model: GPT, cache: KVCache):
+        if not cache.static:
+            raise ValueError("a CUDA graph needs a static cache (static_cache=True)")
+        self.model, self.cache = model, cache
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _capture(self, token: torch.Tensor) -> None:
+        cache = self.cache
+        self.token = token.clone()  # (B, 1): the graph's input, refilled before each replay
+        length = cache.length.clone()
+        # Autocast's weight-cast cache must not outlive the capture: keep the caller's autocast
+        # (on or off, its dtype) without it.
+        autocast = torch.autocast(
+            "cuda",
+            torch.get_autocast_dtype("cuda"),
+            enabled=torch.is_autocast_enabled("cuda"),
+            cache_enabled=False,
+        )
+        side = torch.cuda.Stream(token.device)
+        side.wait_stream(torch.cuda.current_stream(token.device))
+        with torch.cuda.stream(side), autocast:
+            for _ in range(2):
+                self.model.decode_step(self.token, cache)
+                cache.length.copy_(length)
+        torch.cuda.current_stream(token.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), autocast:
+            self.logits = self.model.decode_step(self.token, cache)  # (B, V), the graph's output
+        cache.length.copy_(length)
+
+    def __call__(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits ``(B, V)`` after ``token`` ``(B, 1)``; valid until the next call."""
+        if cache is not self.cache:
+            raise ValueError("this graph was captured on another cache")
+        if self.graph is None:
+            self._capture(token)
+        self.token.copy_(token)
+        self.graph.replay()
+        return self.logits
+
+
 class KVCache:
     """Keys and values of every layer for the positions already processed.
 
@@ -515,6 +568,9 @@ class GPT(nn.Module, Pretrained):
         # with learned absolute positions it is rebuilt once per slide, not at every token.
         window = idx[:, -block:]  # (B, T)
         cache = self.new_cache(window, static_cache) if use_cache else None
+        step = self.decode_step
+        if static_cache and use_cache and idx.device.type == "cuda":
+            step = GraphedDecodeStep(self, cache)
         logits = self._next_logits(window, cache)  # (B, V)
         for i in range(max_new_tokens):
             token = self._sample(logits, temperature, top_k, top_p, generator)  # (B,)
@@ -534,7 +590,7 @@ class GPT(nn.Module, Pretrained):
             if cache is None:
                 logits = self._next_logits(window, None)
             else:
-                logits = self.decode_step(token[:, None], cache)
+                logits = step(token[:, None], cache)
 
     def new_cache(self, idx: torch.Tensor, static: bool = False) -> KVCache:
         """An empty :class:`KVCache` for the rows of ``idx`` ``(B, T)``, in the compute dtype."""
@@ -594,7 +650,8 @@ class GPT(nn.Module, Pretrained):
             use_cache: use the KV cache (False recomputes the context every step).
             window_shift: tokens dropped when the window slides, in [1, block_size];
                 default ``block_size // 4``.
-            static_cache: use a fixed-shape cache (see :class:`KVCache`); same tokens.
+            static_cache: use a fixed-shape cache (see :class:`KVCache`); on CUDA each step
+                then replays one captured CUDA graph (:class:`GraphedDecodeStep`). Same tokens.
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
