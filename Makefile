@@ -17,10 +17,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/genai demo --out runs/demo --overwrite
 
-# The README's gallery: run the demo, copy the VAE's pictures into docs/images.
+# The README's gallery: run the demo, copy its pictures and its text sample into docs/images.
 gallery: demo
 	mkdir -p docs/images
 	cp runs/demo/vae/samples.png runs/demo/vae/reconstructions.png runs/demo/vae/completions.png docs/images/
+	cp runs/demo/gan/digits.png docs/images/gan-digits.png
+	cp runs/demo/gpt/sample.txt docs/images/gpt-sample.txt
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

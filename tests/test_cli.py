@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import genai
+
 from genai.cli import main
 
 TINY = ["--arch", "mlp", "--latent-dim", "3", "--hidden-dims", "16", "--batch-size", "20"]
@@ -120,13 +122,14 @@ def test_example_script(tmp_path):
         assert (tmp_path / name).stat().st_size > 100
 
 
-def test_demo_writes_its_pictures(tmp_path):
+def test_demo_writes_its_pictures_and_text(tmp_path):
     from genai.demo import run_demo
 
     paths = run_demo(tmp_path / "demo", device="cpu", steps=3)
     names = sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths)
     assert names == [
         "gan/digits.png",
+        "gpt/sample.txt",
         "vae/completions.png",
         "vae/reconstructions.png",
         "vae/samples.png",
@@ -134,3 +137,6 @@ def test_demo_writes_its_pictures(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "demo" / "gan" / "digits.png").size == (10 * 30 + 2, 10 * 30 + 2)
+    sample = (tmp_path / "demo" / "gpt" / "sample.txt").read_text(encoding="utf-8")
+    assert sample.startswith("def ") and len(sample) == 4 + 500  # one character per token
+    assert genai.load(tmp_path / "demo" / "gpt").config.block_size == 64

