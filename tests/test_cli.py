@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import genai
-
 from genai.cli import main
 
 TINY = ["--arch", "mlp", "--latent-dim", "3", "--hidden-dims", "16", "--batch-size", "20"]
