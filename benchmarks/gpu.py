@@ -174,9 +174,9 @@ def gpt_full(text: str, iters: int, recipe: str, tmp: Path, target: float = 1.47
     wall = time.perf_counter() - t
     records = read_metrics(tmp / f"full-{recipe}" / "metrics.jsonl")
     train = {r["step"]: r for r in records if r["split"] == "train"}
-    curve = [(r["step"], round(train[r["step"]]["loss"], 4), round(r["loss"], 4))
-             for r in records if r["split"] == "val"]  # fmt: skip
-    reached = [step for step, _, val in curve if val <= target]
+    val = [r for r in records if r["split"] == "val"]
+    curve = [(r["step"], round(train[r["step"]]["loss"], 4), round(r["loss"], 4)) for r in val]
+    reached = [r["step"] for r in val if r["loss"] <= target]
     return {"recipe": recipe, "iters": iters, "wall_s": round(wall, 1),
             "ms_per_iter": round(seconds * 1e3, 2), "step_train_val": curve,
             "best_val_loss": min(v for _, _, v in curve),

@@ -38,7 +38,7 @@ def run(config: genai.VAEConfig, train, test, epochs: int, out: Path, **train_kw
     cfg = genai.VAETrainConfig(
         out_dir=str(out), epochs=epochs, batch_size=128, lr=1e-3, device="cpu", progress=False,
         log_every=steps_per_epoch, eval_every=epochs * steps_per_epoch,
-        sample_every=epochs * steps_per_epoch, overwrite=True, **train_kw,
+        sample_every=epochs * steps_per_epoch, overwrite=True, warmup_steps=0, **train_kw,
     )  # fmt: skip
     summary = genai.train_vae(model, train, cfg, eval_data=test)
     times = [r["time"] for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
@@ -124,7 +124,7 @@ def main() -> None:
             model = genai.VAE(genai.VAEConfig())
             cfg = genai.VAETrainConfig(
                 out_dir=str(tmp / "iwae"), epochs=None, max_steps=args.iwae_steps, lr=2e-3,
-                lr_schedule="cosine", binarize=True, device="cpu", progress=False,
+                lr_schedule="cosine", warmup_steps=0, binarize=True, device="cpu", progress=False,
                 eval_every=args.iwae_steps, sample_every=args.iwae_steps,
             )  # fmt: skip
             genai.train_vae(model, digits, cfg)

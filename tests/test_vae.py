@@ -178,7 +178,7 @@ def test_loss_falls_on_real_digits(tmp_path):
     )
     vae = VAE(VAEConfig(**TINY))
     config = tiny_config(
-        tmp_path, max_steps=60, batch_size=64, lr=3e-3, log_every=10, eval_every=60
+        tmp_path, max_steps=60, batch_size=64, lr=3e-3, warmup_steps=0, log_every=10, eval_every=60
     )
     summary = train_vae(vae, batch, config, eval_data=batch)
     records = genai.plots.read_metrics(tmp_path / "run" / "metrics.jsonl")

@@ -515,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default="auto")
 
-    demo = sub.add_parser("demo", help="train on the built-in data and write sample images")
+    demo = sub.add_parser(
+        "demo", help="train the three models on the built-in data and write their samples"
+    )
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("--device", default="auto")

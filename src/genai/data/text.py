@@ -234,6 +234,11 @@ def python_stdlib_text(max_chars: int | None = 5_000_000) -> str:
     files = sorted(
         p for p in root.rglob("*.py") if not skip.intersection(p.relative_to(root).parts)
     )
+    if not files:
+        raise FileNotFoundError(
+            f"no standard-library sources (*.py) under {root}: this Python ships compiled "
+            "modules only; train on a file, folder or glob of text instead"
+        )
     text, size = [], 0
     for path in files:
         try:

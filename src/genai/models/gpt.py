@@ -169,17 +169,18 @@ class GraphedDecodeStep:
             enabled=torch.is_autocast_enabled("cuda"),
             cache_enabled=False,
         )
-        side = torch.cuda.Stream(token.device)
-        side.wait_stream(torch.cuda.current_stream(token.device))
-        with torch.cuda.stream(side), autocast:
-            for _ in range(2):
-                self.model.decode_step(self.token, cache)
-                cache.length.copy_(length)
-        torch.cuda.current_stream(token.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), autocast:
-            self.logits = self.model.decode_step(self.token, cache)  # (B, V), the graph's output
-        cache.length.copy_(length)
+        with torch.cuda.device(token.device):  # the cache's GPU, whichever one is current
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), autocast:
+                for _ in range(2):
+                    self.model.decode_step(self.token, cache)
+                    cache.length.copy_(length)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"), autocast:
+                self.logits = self.model.decode_step(self.token, cache)  # (B, V): the output
+            cache.length.copy_(length)
 
     def __call__(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Logits ``(B, V)`` after ``token`` ``(B, 1)``; valid until the next call."""
@@ -188,7 +189,8 @@ class GraphedDecodeStep:
         if self.graph is None:
             self._capture(token)
         self.token.copy_(token)
-        self.graph.replay()
+        with torch.cuda.device(token.device):
+            self.graph.replay()
         return self.logits
 
 
@@ -517,8 +519,9 @@ class GPT(nn.Module, Pretrained):
         """Logits ``(B, V)`` after one more token ``(B, 1)``, appended to ``cache``.
 
         With a static cache every shape is fixed and nothing synchronizes with the host, so
-        this call can be captured in a CUDA graph (e.g. ``torch.compile(model.decode_step,
-        mode="reduce-overhead")``); the caller keeps the cache within ``block_size``.
+        this call can be captured in a CUDA graph (:class:`GraphedDecodeStep`, which
+        ``generate(..., static_cache=True)`` uses on CUDA); the caller keeps the cache within
+        ``block_size``.
         """
         return self._next_logits(token, cache)
 
@@ -569,7 +572,9 @@ class GPT(nn.Module, Pretrained):
         window = idx[:, -block:]  # (B, T)
         cache = self.new_cache(window, static_cache) if use_cache else None
         step = self.decode_step
-        if static_cache and use_cache and idx.device.type == "cuda":
+        # Not with live dropout: its random draws would be frozen into the graph.
+        live_dropout = self.training and self.config.dropout > 0
+        if static_cache and use_cache and idx.device.type == "cuda" and not live_dropout:
             step = GraphedDecodeStep(self, cache)
         logits = self._next_logits(window, cache)  # (B, V)
         for i in range(max_new_tokens):
@@ -651,7 +656,8 @@ class GPT(nn.Module, Pretrained):
             window_shift: tokens dropped when the window slides, in [1, block_size];
                 default ``block_size // 4``.
             static_cache: use a fixed-shape cache (see :class:`KVCache`); on CUDA each step
-                then replays one captured CUDA graph (:class:`GraphedDecodeStep`). Same tokens.
+                then replays one CUDA graph captured for this call (:class:`GraphedDecodeStep`;
+                not in training mode with dropout). Same tokens.
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.

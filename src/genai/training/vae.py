@@ -33,7 +33,9 @@ from genai.validation import coerce_config
 
 @dataclass
 class VAETrainConfig(TrainConfig):
-    """Training of a VAE. Adds to :class:`TrainConfig`:
+    """Training of a VAE. Adds to :class:`TrainConfig` (and warms the learning rate up over
+    100 steps by default: without it, lr 2e-3 can switch off the decoder's first ReLUs within
+    50 steps, after which the code z is ignored for good):
 
     Attributes:
         beta: weight of the KL term (1 = the ELBO; other values give a beta-VAE).
@@ -45,8 +47,7 @@ class VAETrainConfig(TrainConfig):
 
     out_dir: str = "runs/vae"
     lr: float = 2e-3
-    # Without a warm-up, lr 2e-3 can kill the decoder's first ReLUs in the first 50 steps: z is
-    # then ignored for good (seen with latent 16, seed 0: 0 active units).
+    # Seen without it: latent 16, seed 0 ended with 0 active units after 50 steps.
     warmup_steps: int = 100
     lr_schedule: str = "cosine"
     beta: float = 1.0
