@@ -356,9 +356,9 @@ def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
     result["speedup"] = spread(
         [g / d for g, d in zip(rates["genai"], rates["dcgan_step"], strict=True)]
     )
-    steps = defaults.epochs * (len(data) // defaults.batch_size)
+    steps = defaults.total_steps(len(data) // defaults.batch_size)
     result["default_run"] = {
-        "epochs": defaults.epochs,
+        "epochs": round(steps * defaults.batch_size / len(data), 1),
         "steps": steps,
         "projected_train_s": round(steps * defaults.batch_size / statistics.median(rates["genai"])),
     }
