@@ -31,7 +31,7 @@ TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))
 def config(out, **kw) -> VAETrainConfig:
     defaults = dict(
         out_dir=str(out), epochs=None, max_steps=8, batch_size=16, device="cpu", progress=False,
-        log_every=2, eval_every=4, sample_every=4, checkpoint_every=4, lr=3e-3,
+        log_every=2, eval_every=4, sample_every=4, checkpoint_every=4, lr=3e-3, warmup_steps=0,
         lr_schedule="constant",  # runs of different lengths share their first steps exactly
     )  # fmt: skip
     return VAETrainConfig(**{**defaults, **kw})
