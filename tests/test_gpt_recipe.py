@@ -416,3 +416,12 @@ def test_cli_recipe_modern(tmp_path, capsys):
     code = main(["-q", "train", "gpt", "--recipe", "modern", "--resume", str(out)])
     assert code == 2
     assert "--recipe cannot be given with --resume" in capsys.readouterr().err
+
+
+def test_cuda_graph_step_refuses_a_dynamic_cache():
+    from genai.models.gpt import GraphedDecodeStep
+
+    model = tiny()
+    cache = model.new_cache(torch.zeros(1, 1, dtype=torch.long))  # dynamic: shapes change
+    with pytest.raises(ValueError, match="static cache"):
+        GraphedDecodeStep(model, cache)
