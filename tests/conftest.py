@@ -45,7 +45,40 @@ def _isolated(tmp_path, monkeypatch):
     """Keep every test away from the user's data and caches, and deterministic."""
     monkeypatch.setenv("GENAI_DATA", str(tmp_path / "genai-data"))
     monkeypatch.setenv("GENAI_CACHE", str(tmp_path / "genai-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no Inception weights
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def _random_inception_weights(tmp_path_factory):
+    """A file of Inception-v3 FID weights drawn at random (the real file is 92 MB, online).
+
+    He-initialized convolutions keep the activations alive through the 90-odd layers, so the
+    features still tell images apart: only the numbers differ from the real network's."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fi
+
+    from genai.metrics import INCEPTION_WEIGHTS
+
+    loads = (fi.FeatureExtractorInceptionV3, "load_state_dict")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(fi, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(*loads, lambda self, state: None)
+        torch.manual_seed(0)
+        net = fi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight)
+    home = tmp_path_factory.mktemp("torch-home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(net.state_dict(), home / "hub" / "checkpoints" / INCEPTION_WEIGHTS)
+    return home
+
+
+@pytest.fixture
+def inception_home(_random_inception_weights, monkeypatch):
+    """TORCH_HOME pointing at a hub folder with (random) Inception-v3 FID weights."""
+    monkeypatch.setenv("TORCH_HOME", str(_random_inception_weights))
+    return _random_inception_weights
 
 
 @pytest.fixture

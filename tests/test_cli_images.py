@@ -105,6 +105,27 @@ def test_unlabeled_folder_eval_says_what_it_cannot_compute(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "bits_per_dim" in result and "fid" not in result
     assert "unlabeled" in result["note"]
+    assert result["inception_fid"] is None and "--download" in result["inception_fid_note"]
+
+
+def test_eval_adds_the_inception_fid_when_its_weights_are_there(
+    tmp_path, capsys, idx_root, inception_home
+):
+    run = tmp_path / "run"
+    argv = ["-q", "train", "vae", "--root", str(idx_root), "--out-dir", str(run)]
+    argv += ["--arch", "mlp", "--hidden-dims", "16", "--latent-dim", "3", "--batch-size", "5"]
+    assert main([*argv, *COMMON]) == 0
+    capsys.readouterr()
+    evaluate = ["-q", "eval", str(run), "--root", str(idx_root), "--device", "cpu", "--k", "2"]
+    evaluate += ["--n", "2"]
+    assert main([*evaluate, "--samples", "2", "--classifier-steps", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (
+        result["inception_fid"] > 0
+        and "2 samples against 2 test images" in (result["inception_fid_feature_space"])
+    )
+    assert main([*evaluate, "--samples", "2", "--classifier-steps", "1", "--no-inception"]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["inception_fid"] is None
 
 
 def _example(name: str):

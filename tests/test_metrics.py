@@ -173,3 +173,40 @@ def test_bad_input(classifier):
         metrics.train_classifier(ImageDataset(blobs(4), torch.zeros(4), "x", "train", "t"), 0)
     with pytest.raises(ValueError, match="n must be >= 2"):
         evaluate_samples(MarkModel(), MarkClassifier(), blobs(4), n=1)
+
+
+def test_inception_fid_without_weights_names_the_folder_and_the_flag():
+    with pytest.raises(FileNotFoundError, match=r"torch-home.*download=True \(--download\)"):
+        metrics.inception_fid(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28))
+
+
+def test_inception_fid_is_zero_for_one_set_and_grows_when_the_sets_differ(inception_home):
+    gray = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    rgb_dark = torch.rand(2, 3, 32, 32) * 0.3  # float in [0, 1], another size and channel count
+    assert metrics.inception_weights_path().is_relative_to(inception_home)
+    assert abs(metrics.inception_fid(gray, gray)) < 1e-3
+    assert metrics.inception_fid(gray, rgb_dark) > 1.0
+    with pytest.raises(ValueError, match=r"\(N, 1\|3\|4, H, W\)"):
+        metrics.inception_fid(torch.rand(2, 2, 8, 8), gray)
+
+
+def test_inception_fid_refuses_a_corrupt_weights_file_naming_it(tmp_path):
+    path = metrics.inception_weights_path()  # under the test's own TORCH_HOME
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    assert metrics.inception_fid_unavailable() is None  # a file is there: it will be tried
+    with pytest.raises(ValueError, match=r"weights-inception.*not a file of Inception-v3"):
+        metrics.inception_fid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+
+
+def test_inception_fid_download_without_a_network_is_an_oserror_naming_the_weights(monkeypatch):
+    import urllib.error
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fi
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(fi, "load_state_dict_from_url", offline)
+    with pytest.raises(OSError, match=r"could not download the Inception-v3 FID weights to .*"):
+        metrics.inception_fid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), download=True)

@@ -365,9 +365,13 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from genai.metrics import (
+        INCEPTION_FEATURE_SPACE,
+        draw_samples,
         eval_images,
         evaluate_samples,
         evaluate_vae,
+        inception_fid,
+        inception_fid_unavailable,
         metric_classifier,
         real_data_floor,
     )
@@ -412,6 +416,20 @@ def _eval(args: argparse.Namespace) -> None:
             evaluate_samples(model, classifier, test.images, n=args.samples, seed=args.seed)
         )
         result.update(real_data_floor(classifier, train, test, n=args.samples, seed=args.seed))
+    missing = inception_fid_unavailable(args.download)
+    if args.no_inception or missing:
+        result["inception_fid"] = None
+        result["inception_fid_note"] = (
+            "skipped (--no-inception)" if args.no_inception else f"not computed: {missing}"
+        )
+    else:
+        fake = draw_samples(model, args.samples, args.seed, args.batch_size)
+        result["inception_fid"] = inception_fid(
+            test.images, fake, download=args.download, batch_size=args.batch_size, device=device
+        )
+        result["inception_fid_feature_space"] = (
+            f"{INCEPTION_FEATURE_SPACE}; here {len(fake)} samples against {len(test)} test images"
+        )
     print(
         json.dumps({"run_dir": str(args.run_dir), "kind": config["kind"], "n": len(test), **result})
     )
@@ -503,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--classifier-steps", type=int, default=800, help="training steps of the metric classifier"
     )
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--no-inception",
+        action="store_true",
+        help="skip the Inception FID even when its weights are present (slow on a CPU)",
+    )
     ev.add_argument("--device", default="auto")
 
     gen = sub.add_parser("generate", help="stream text from a trained language model")
