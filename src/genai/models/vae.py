@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genai.checkpoint import Pretrained
@@ -133,6 +132,45 @@ def _conv_decoder(
     return nn.Sequential(*layers)
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+class _Softplus(torch.autograd.Function):
+    """``log(1 + exp(v))``, as ``F.softplus`` computes it, at several times its speed on a CPU.
+
+    ATen's softplus (and ``log1p``, behind ``binary_cross_entropy_with_logits``) runs one
+    element at a time there. Here ``softplus(v) = max(v, 0) + log(1 + exp(-|v|))``: the
+    ``log`` argument lies in (1, 2], so the vectorized ``log`` loses under 1.2e-7 (fp32's
+    epsilon) against ``log1p``; the gradient is ``sigmoid(v)``, exact.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(v)
+        return v.clamp(min=0) + torch.log(1 + torch.exp(-v.abs()))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (v,) = ctx.saved_tensors
+        return grad * torch.sigmoid(v)
+
+
+def softplus(v: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(v))`` elementwise; a half-precision ``v`` (autocast) is computed in fp32."""
+    return _Softplus.apply(_at_least_fp32(v))
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x | sigmoid(logits)) = ``x * logits - softplus(logits)`` per element, in
+    nats, for ``x`` in [0, 1]: ``-F.binary_cross_entropy_with_logits``, faster on a CPU.
+
+    For gray ``x`` it is the usual MNIST "BCE" log-likelihood (unnormalized).
+    """
+    logits = _at_least_fp32(logits)  # as F.binary_cross_entropy_with_logits under autocast
+    return x * logits - softplus(logits)
+
+
 def discretized_logistic_log_prob(
     x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
 ) -> torch.Tensor:
@@ -146,11 +184,11 @@ def discretized_logistic_log_prob(
     centered = x - mean
     plus = inv_s * (centered + 0.5 / 255)
     minus = inv_s * (centered - 0.5 / 255)
-    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): the x = 0 bin
-    log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the x = 1 bin
+    log_cdf_plus = plus - softplus(plus)  # log sigmoid(plus): the x = 0 bin
+    log_one_minus_cdf_minus = -softplus(minus)  # log (1 - sigmoid(minus)): the x = 1 bin
     delta = torch.sigmoid(plus) - torch.sigmoid(minus)
     mid = inv_s * centered  # when the bin's mass underflows: density times the bin width
-    log_mid = mid - log_scale - 2.0 * F.softplus(mid) - math.log(255.0)
+    log_mid = mid - log_scale - 2.0 * softplus(mid) - math.log(255.0)
     inner = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)), log_mid)
     return torch.where(
         x < 0.5 / 255, log_cdf_plus, torch.where(x > 1 - 0.5 / 255, log_one_minus_cdf_minus, inner)
@@ -230,9 +268,7 @@ class VAE(nn.Module, Pretrained):
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per example, summed over pixels, in nats. ``(B, C, H, W) -> (B,)``."""
         if self.config.likelihood == "bernoulli":
-            return (
-                -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-            )
+            return bernoulli_log_prob(logits, x).flatten(1).sum(1)
         log_scale = self.log_scale.clamp(min=-6.0)
         if self.config.likelihood == "logistic":
             log_p = discretized_logistic_log_prob(x, torch.sigmoid(logits), log_scale)
