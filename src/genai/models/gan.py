@@ -226,9 +226,9 @@ class Discriminator(nn.Module):
         count = torch.bincount(labels, minlength=k).to(x.dtype).unsqueeze(1)  # (K, 1)
         mean = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
         mean = mean.index_add(0, labels, x) / count.clamp(min=1)  # (K, F)
-        sq = torch.zeros_like(mean).index_add(0, labels, (x - mean[labels]).pow(2))
+        sq = torch.zeros_like(mean).index_add(0, labels, (x - mean.index_select(0, labels)).pow(2))
         std = (sq / count.clamp(min=1) + 1e-8).sqrt().mean(dim=1, keepdim=True)  # (K, 1)
-        return std[labels].to(phi.dtype)  # (B, 1)
+        return std.index_select(0, labels).to(phi.dtype)  # (B, 1); its backward is an index_add
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         phi = self.features(x)  # (B, F)
