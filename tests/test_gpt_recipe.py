@@ -15,7 +15,14 @@ from genai.cli import main
 from genai.data.text import CharTokenizer, TokenBatches
 from genai.models.gpt import GPT, GPTConfig, KVCache, Rotary, swiglu_width
 from genai.training.engine import TrainConfig, lr_factor
-from genai.training.lm import GPTTask, GPTTrainConfig, muon_momentum, muon_params, train_gpt
+from genai.training.lm import (
+    GPTTask,
+    GPTTrainConfig,
+    make_muon,
+    muon_momentum,
+    muon_params,
+    train_gpt,
+)
 
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
 
@@ -323,6 +330,37 @@ def test_one_muon_step_updates_every_parameter_by_its_optimizer(tmp_path):
             decay = task.config.weight_decay if p.dim() == 2 else 0.0
             expected = -lr * g / (g.abs() + 1e-8) - lr * decay * before[name]
             torch.testing.assert_close(delta, expected, rtol=1e-4, atol=1e-8)
+
+
+def test_batched_muon_steps_are_torch_muons():
+    """Same-shaped matrices go through Newton-Schulz together; tall, wide and square ones, with
+    Nesterov momentum and weight decay, over several steps, must land where torch's Muon puts
+    them: the momentum buffers exactly, the weights up to bf16 rounding inside Newton-Schulz (a
+    norm reduced in another order: 2e-5 here, against steps of 0.02)."""
+    shapes = [(48, 16), (16, 16), (16, 48), (48, 16), (16, 48), (16, 16), (32, 16)]
+    gen = torch.Generator().manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    kwargs = dict(lr=0.02, momentum=0.9, weight_decay=0.1)
+    batched = make_muon(ours, **kwargs)
+    torch_muon = torch.optim.Muon(ref, **kwargs, adjust_lr_fn="original")
+    start = [p.detach().clone() for p in ours]
+    for _ in range(3):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for params, opt in ((ours, batched), (ref, torch_muon)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for p, q, p0 in zip(ours, ref, start, strict=True):
+        assert (p - p0).abs().max() > 0.01  # it moved
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            batched.state[p]["momentum_buffer"],
+            torch_muon.state[q]["momentum_buffer"],
+            rtol=0,
+            atol=0,
+        )
+    torch_muon.load_state_dict(batched.state_dict())  # one state format: checkpoints carry over
 
 
 def test_muon_without_torch_support_is_a_one_line_error(tmp_path, monkeypatch):
