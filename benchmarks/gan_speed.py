@@ -11,9 +11,12 @@ discriminator stack) with batch 64 and Adam(2e-4, (0.5, 0.999)) on one folder of
 * ``genai``: ``genai.load_images(folder, image_size=64)`` once (its time is reported apart),
   then the training step of :func:`genai.train_gan` (``GANTask.train_step``) with the default
   ``GANTrainConfig`` (differentiable augmentation, mode-seeking term, EMA generator);
-* ``genai_plain``: the same step with ``augment=False, mode_seeking=0`` (the reference's work).
+* ``genai_plain``: the same step with ``augment=False, mode_seeking=0`` (the reference's work);
+* ``genai_bf16``: the default step with ``precision="bf16"`` (CPU autocast: bfloat16 convolutions
+  and matmuls, fp32 weights and optimizer), the same nets; fast where the CPU has native bf16
+  (AVX512-BF16 or AMX), slower where it must emulate it.
 
-Rounds alternate the loops (A/B/C, then B/C/A, ...); each loop's figure is the median of its
+Rounds alternate the loops (A/B/C/D, then B/C/D/A, ...); each loop's figure is the median of its
 rounds in images per second. Prints one JSON line.
 
 Usage: ``python benchmarks/gan_speed.py [--rounds 3] [--steps 8] [--images 640]``
@@ -131,6 +134,15 @@ class GenaiLoop:
         self.t += 1
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def timed(loop, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -165,13 +177,14 @@ def main() -> None:
             "reference": Reference(folder, gan(), config.latent_dim),
             "genai": GenaiLoop(data, gan(), Path(tmp) / "a"),
             "genai_plain": GenaiLoop(data, gan(), Path(tmp) / "b", augment=False, mode_seeking=0),
+            "genai_bf16": GenaiLoop(data, gan(), Path(tmp) / "c", precision="bf16"),
         }
         for loop in loops.values():
             timed(loop, args.warmup)
         rates: dict[str, list[float]] = {name: [] for name in loops}
         names = list(loops)
         for r in range(args.rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 rates[name].append(timed(loops[name], args.steps))
     med = {name: statistics.median(v) for name, v in rates.items()}
     print(
@@ -182,6 +195,8 @@ def main() -> None:
                 "rounds": {k: [round(x, 2) for x in v] for k, v in rates.items()},
                 "genai_over_reference": round(med["genai"] / med["reference"], 3),
                 "genai_plain_over_reference": round(med["genai_plain"] / med["reference"], 3),
+                "genai_bf16_over_reference": round(med["genai_bf16"] / med["reference"], 3),
+                "cpu_has_native_bf16": native_bf16(),
                 "folder_images": args.images,
                 "decode_s": round(load_s, 2),
                 "cached_load_s": round(cached_load_s, 3),

@@ -16,14 +16,20 @@ instead of GPT-2's and adds the steps and seconds to validation loss 1.90 (nanoG
 2000 iterations), from an evaluation on 200 batches every ``--eval-every`` steps; seconds are
 steps times the run's median training ms per step (evaluation time left out).
 
-``--compare SEEDS`` runs only the recipe comparison (a JSON line per run, then the summary): GPT-2's and the modern recipe alternating,
-seed by seed, at ``--iters``. ``--ablation STEPS`` runs only the ablation: each option of the
+``--compare SEEDS`` runs only the recipe comparison (a JSON line per run, then the summary):
+GPT-2's and the modern recipe alternating, seed by seed, at ``--iters``. With
+``--stop-at-target`` the modern run stops at its first evaluation at or under 1.90 (its
+schedule still set for ``--iters``), so that a fine ``--eval-every`` costs little, and GPT-2's
+runs evaluate once, at the end. ``--timing-rounds N`` then times both recipes' steps in N
+pairs of alternating 200-step runs and gives the ratio again with those medians (alone, without
+``--compare``, it runs only that timing). ``--ablation STEPS`` runs only the ablation: each option of the
 modern recipe alone on GPT-2's recipe and each one removed from the modern recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import statistics
@@ -104,8 +110,12 @@ def train(
     eval_every: int = 0,
     model_fields: dict | None = None,
     train_fields: dict | None = None,
+    stop_at_target: bool = False,
 ) -> dict:
-    """One run; with ``eval_every``, also the validation curve (200 batches) and time to TARGET."""
+    """One run; with ``eval_every``, also the validation curve (200 batches) and time to TARGET.
+
+    ``stop_at_target``: end the run at its first evaluation at or under TARGET.
+    """
     model_config, train_config = configs(recipe, tok.vocab_size, model_fields, train_fields)
     torch.manual_seed(seed)
     model = genai.GPT(model_config)
@@ -131,8 +141,17 @@ def train(
             **train_config,
         },
     )
-    genai.train_gpt(model, text, tok, config)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+
+    stopped: list[dict] = []  # the evaluation that stopped the run (not written to the log)
+
+    def stop(record: dict) -> None:
+        if stop_at_target and record["split"] == "val" and record["loss"] <= TARGET:
+            stopped.append(record)
+            raise TargetReached
+
+    with contextlib.suppress(TargetReached):
+        genai.train_gpt(model, text, tok, config, callbacks=[stop])
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()] + stopped
     train_records = [r for r in records if r["split"] == "train"]
     # An evaluation runs right after the log line of its step, so only the log intervals that
     # end at an evaluation step hold training alone.
@@ -153,6 +172,10 @@ def train(
         result["seconds_to_target"] = round(min(reached) * ms / 1e3, 1) if reached else None
         result["seconds_total"] = round(iters * ms / 1e3, 1)
     return result
+
+
+class TargetReached(Exception):
+    """Raised by the callback of a ``stop_at_target`` run."""
 
 
 def training_steps(vocab_size: int, steps: int = 50, rounds: int = 5) -> dict:
@@ -234,17 +257,41 @@ def at_wall_time(run: dict, seconds: float) -> float | None:
     return run["val_curve"][max(steps)] if steps else None
 
 
-def compare(text: str, tok: CharTokenizer, seeds: int, iters: int, eval_every: int) -> dict:
-    """GPT-2's recipe and the modern one, alternating seed by seed, in one run."""
+def alternating_ms(text: str, tok: CharTokenizer, rounds: int) -> dict[str, list[float]]:
+    """ms per step of both recipes in ``rounds`` pairs of 200-step runs, alternating (A B, B A,
+    ...): the machine's speed drifts between whole runs, so compare steps timed side by side."""
+    ms: dict[str, list[float]] = {"gpt2": [], "modern": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for recipe in list(ms)[:: 1 if r % 2 == 0 else -1]:
+                out = Path(tmp) / f"{recipe}-{r}"
+                ms[recipe].append(train(text, tok, "fp32", 200, out, r, recipe)["ms_per_iter"])
+    return ms
+
+
+def compare(
+    text: str,
+    tok: CharTokenizer,
+    seeds: int,
+    iters: int,
+    eval_every: int,
+    stop: bool = False,
+    timing_rounds: int = 0,
+) -> dict:
+    """GPT-2's recipe and the modern one, alternating seed by seed, in one run; then, with
+    ``timing_rounds``, that many pairs of alternating 200-step timing runs."""
     runs: dict[str, list[dict]] = {"gpt2": [], "modern": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             for recipe, done in runs.items():
-                run = train(text, tok, "fp32", iters, Path(tmp) / recipe, seed, recipe, eval_every)
+                every = iters if stop and recipe == "gpt2" else eval_every
+                out = Path(tmp) / f"{recipe}-{seed}"  # a stopped run must not roll back another
+                run = train(text, tok, "fp32", iters, out, seed, recipe, every, stop_at_target=stop)
                 run.pop("model")
                 done.append(run)
                 print(json.dumps({"recipe": recipe, "seed": seed, **run}), flush=True)
     result: dict = {"benchmark": "lm_recipes", "iters": iters, "seeds": seeds, "target": TARGET}
+    result.update(eval_every=eval_every, stop_at_target=stop)
     for recipe, done in runs.items():
         for key in ("val_loss", "ms_per_iter", "steps_to_target", "seconds_to_target"):
             result[f"{recipe}_{key}"] = [r[key] for r in done]
@@ -256,6 +303,15 @@ def compare(text: str, tok: CharTokenizer, seeds: int, iters: int, eval_every: i
         for g, m in zip(runs["gpt2"], runs["modern"], strict=True)
     ]
     result["modern_time_to_target_over_gpt2_total"] = [r and round(r, 3) for r in ratios]
+    if timing_rounds:
+        ms = alternating_ms(text, tok, timing_rounds)
+        med = {recipe: statistics.median(v) for recipe, v in ms.items()}
+        result["alternating_ms_per_iter"] = ms
+        result["modern_time_to_target_over_gpt2_total_alternating_ms"] = [
+            m["steps_to_target"]
+            and round(m["steps_to_target"] * med["modern"] / (iters * med["gpt2"]), 3)
+            for m in runs["modern"]
+        ]
     return result
 
 
@@ -325,11 +381,30 @@ def main() -> None:
     )
     parser.add_argument("--compare", type=int, default=0, metavar="SEEDS", help="recipes only")
     parser.add_argument("--ablation", type=int, default=0, metavar="STEPS", help="ablation only")
+    parser.add_argument(
+        "--stop-at-target", action="store_true", help="--compare: stop modern runs at 1.90"
+    )
+    parser.add_argument(
+        "--timing-rounds", type=int, default=0, help="alternating 200-step timing runs of both"
+    )
     args = parser.parse_args()
     text = load_text(args.text)
     tok = CharTokenizer.from_text(text)
     if args.compare:
-        print(json.dumps(compare(text, tok, args.compare, args.iters, args.eval_every)))
+        result = compare(
+            text,
+            tok,
+            args.compare,
+            args.iters,
+            args.eval_every,
+            args.stop_at_target,
+            args.timing_rounds,
+        )
+        print(json.dumps(result))
+        return
+    if args.timing_rounds:
+        ms = alternating_ms(text, tok, args.timing_rounds)
+        print(json.dumps({"benchmark": "lm_recipes_ms", "alternating_ms_per_iter": ms}))
         return
     if args.ablation:
         print(json.dumps(ablation(text, tok, args.ablation, args.eval_every, seed=0)))
