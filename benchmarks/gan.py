@@ -11,10 +11,12 @@
 
 ``--data fashion-mnist`` does the same on Fashion-MNIST (60,000 training images from
 ``/usr/share/datasets/fashion-mnist`` or ``--root``), judged by a classifier trained on
-Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE.
+Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE. For MNIST,
+``--root`` defaults to ``../shared/data/mnist``; when it holds the test split only, training
+uses the 5,000 offline digits.
 
 Usage: ``python benchmarks/gan.py [--root ../shared/data/mnist] [--no-unconditional]``
-       ``python benchmarks/gan.py --data fashion-mnist --root "" --max-steps 7000 --no-unconditional --no-vae``
+       ``python benchmarks/gan.py --data fashion-mnist --max-steps 7000 --no-unconditional --no-vae``
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(SHARED_MNIST), help="MNIST test IDX folder")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="the dataset's IDX folder (default for mnist: ../shared/data/mnist, its test split)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -50,18 +56,22 @@ def main() -> None:
     parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--vae-run", default=None, help="use this trained VAE run instead")
     parser.add_argument("--no-unconditional", action="store_true")
-    parser.add_argument("--data", default="mnist", help="a named dataset with 10 labeled classes")
+    parser.add_argument(
+        "--data", default="mnist", help="a named 1x28x28 dataset with 10 classes (fashion-mnist)"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="cap the quality runs")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    root = args.root or None
+    root = args.root or (str(SHARED_MNIST) if args.data == "mnist" else None)
     try:
         train = genai.load_images(args.data, "train", root=root)
-    except DatasetError:  # a root with the test split only: the offline training digits
-        train = genai.load_images(args.data, "train")
+    except DatasetError:
+        if args.data != "mnist":
+            raise
+        train = genai.load_images("mnist", "train")  # the test split only: the offline digits
     test = genai.load_images(args.data, "test", root=root)
     t0 = time.perf_counter()
     classifier = digit_classifier(train, device=args.device)

@@ -164,6 +164,8 @@ def train(
     val_tokens = split_tokens(torch.tensor(tok.encode(text)), 0.1)[1]
     val = evaluate_lm(model.eval(), val_tokens, batches=200, batch_size=12, seed=0)
     result = {"val_loss": round(val["loss"], 4), "ms_per_iter": round(ms, 2), "model": model}
+    if stopped:  # val_loss is then the model's at the stop, not at ``iters``
+        result["stopped_at_step"] = stopped[0]["step"]
     if eval_every:
         curve = {r["step"]: round(r["loss"], 4) for r in records if r["split"] == "val"}
         reached = [step for step, loss in curve.items() if loss <= TARGET]
@@ -286,7 +288,10 @@ def compare(
             for recipe, done in runs.items():
                 every = iters if stop and recipe == "gpt2" else eval_every
                 out = Path(tmp) / f"{recipe}-{seed}"  # a stopped run must not roll back another
-                run = train(text, tok, "fp32", iters, out, seed, recipe, every, stop_at_target=stop)
+                stops = stop and recipe == "modern"
+                run = train(
+                    text, tok, "fp32", iters, out, seed, recipe, every, stop_at_target=stops
+                )
                 run.pop("model")
                 done.append(run)
                 print(json.dumps({"recipe": recipe, "seed": seed, **run}), flush=True)
@@ -402,6 +407,8 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
+    if args.stop_at_target:
+        parser.error("--stop-at-target goes with --compare")
     if args.timing_rounds:
         ms = alternating_ms(text, tok, args.timing_rounds)
         print(json.dumps({"benchmark": "lm_recipes_ms", "alternating_ms_per_iter": ms}))

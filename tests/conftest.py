@@ -55,7 +55,7 @@ def _random_inception_weights(tmp_path_factory):
 
     He-initialized convolutions keep the activations alive through the 90-odd layers, so the
     features still tell images apart: only the numbers differ from the real network's."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fi
+    fi = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
 
     from genai.metrics import INCEPTION_WEIGHTS
 

@@ -105,7 +105,8 @@ def test_unlabeled_folder_eval_says_what_it_cannot_compute(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "bits_per_dim" in result and "fid" not in result
     assert "unlabeled" in result["note"]
-    assert result["inception_fid"] is None and "--download" in result["inception_fid_note"]
+    assert result["inception_fid"] is None
+    assert result["inception_fid_note"].startswith("not computed")
 
 
 def test_eval_adds_the_inception_fid_when_its_weights_are_there(
@@ -126,6 +127,31 @@ def test_eval_adds_the_inception_fid_when_its_weights_are_there(
     )
     assert main([*evaluate, "--samples", "2", "--classifier-steps", "1", "--no-inception"]) == 0
     assert json.loads(capsys.readouterr().out.strip())["inception_fid"] is None
+
+
+def test_eval_without_a_network_keeps_its_other_figures(tmp_path, capsys, idx_root, monkeypatch):
+    """--download with no network: the Inception FID is null with the reason; the rest prints."""
+    import urllib.error
+
+    fi = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(fi, "load_state_dict_from_url", offline)
+    run = tmp_path / "run"
+    argv = ["-q", "train", "vae", "--root", str(idx_root), "--out-dir", str(run)]
+    argv += ["--arch", "mlp", "--hidden-dims", "16", "--latent-dim", "3", "--batch-size", "5"]
+    assert main([*argv, *COMMON]) == 0
+    capsys.readouterr()
+    evaluate = ["-q", "eval", str(run), "--root", str(idx_root), "--device", "cpu", "--k", "2"]
+    assert (
+        main([*evaluate, "--n", "2", "--samples", "2", "--classifier-steps", "1", "--download"])
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["inception_fid"] is None and "could not download" in result["inception_fid_note"]
+    assert "iwae_nll" in result and "fid" in result
 
 
 def _example(name: str):

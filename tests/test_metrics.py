@@ -176,6 +176,7 @@ def test_bad_input(classifier):
 
 
 def test_inception_fid_without_weights_names_the_folder_and_the_flag():
+    pytest.importorskip("torch_fidelity")
     with pytest.raises(FileNotFoundError, match=r"torch-home.*download=True \(--download\)"):
         metrics.inception_fid(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28))
 
@@ -188,9 +189,14 @@ def test_inception_fid_is_zero_for_one_set_and_grows_when_the_sets_differ(incept
     assert metrics.inception_fid(gray, rgb_dark) > 1.0
     with pytest.raises(ValueError, match=r"\(N, 1\|3\|4, H, W\)"):
         metrics.inception_fid(torch.rand(2, 2, 8, 8), gray)
+    with pytest.raises(ValueError, match=r"float images in \[0, 1\].*got values in \[-0\.99"):
+        metrics.inception_fid(torch.rand(2, 3, 8, 8) * 2 - 1, gray)  # a GAN's [-1, 1] range
+    rgba = torch.cat([gray.expand(-1, 3, -1, -1), torch.zeros_like(gray)], dim=1)
+    assert abs(metrics.inception_fid(gray, rgba)) < 1e-3  # alpha dropped, gray repeated
 
 
 def test_inception_fid_refuses_a_corrupt_weights_file_naming_it(tmp_path):
+    pytest.importorskip("torch_fidelity")
     path = metrics.inception_weights_path()  # under the test's own TORCH_HOME
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
@@ -202,7 +208,7 @@ def test_inception_fid_refuses_a_corrupt_weights_file_naming_it(tmp_path):
 def test_inception_fid_download_without_a_network_is_an_oserror_naming_the_weights(monkeypatch):
     import urllib.error
 
-    import torch_fidelity.feature_extractor_inceptionv3 as fi
+    fi = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

@@ -199,8 +199,13 @@ def make_muon(
                 with torch.enable_grad():
                     loss = closure()
             for group in self.param_groups:
-                lr, mu = group["lr"], group["momentum"]
-                by_shape: dict[torch.Size, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+                if group["adjust_lr_fn"] not in (None, "original"):
+                    raise ValueError(
+                        f"genai's Muon scales updates as Muon's 'original' only, got "
+                        f"adjust_lr_fn={group['adjust_lr_fn']!r}"
+                    )
+                lr, mu = float(group["lr"]), group["momentum"]
+                by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
                 for p in group["params"]:
                     if p.grad is None:
                         continue
@@ -210,8 +215,9 @@ def make_muon(
                     buf = state["momentum_buffer"]
                     buf.lerp_(p.grad, 1 - mu)
                     update = p.grad.lerp(buf, mu) if group["nesterov"] else buf
-                    by_shape.setdefault(p.shape, []).append((p, update))
-                for (rows, cols), pairs in by_shape.items():
+                    key = (p.shape, p.device, p.dtype)  # the matrices stacked together
+                    by_shape.setdefault(key, []).append((p, update))
+                for ((rows, cols), _, _), pairs in by_shape.items():
                     ortho = newton_schulz(
                         torch.stack([u for _, u in pairs]),
                         group["ns_coefficients"],
