@@ -199,9 +199,13 @@ def test_inception_fid_refuses_a_corrupt_weights_file_naming_it(tmp_path):
     pytest.importorskip("torch_fidelity")
     path = metrics.inception_weights_path()  # under the test's own TORCH_HOME
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"not a checkpoint")
-    assert metrics.inception_fid_unavailable() is None  # a file is there: it will be tried
-    with pytest.raises(ValueError, match=r"weights-inception.*not a file of Inception-v3"):
+    for junk in (b"not a checkpoint", b"junk\n", b"", b"PK\x03\x04 truncated zip"):
+        path.write_bytes(junk)
+        assert metrics.inception_fid_unavailable() is None  # a file is there: it will be tried
+        with pytest.raises(ValueError, match=r"weights-inception.*not a file of Inception-v3"):
+            metrics.inception_fid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+    torch.save({"fc.weight": torch.zeros(3, 3)}, path)  # a checkpoint, not Inception's
+    with pytest.raises(ValueError, match=r"not a file of Inception-v3 FID weights \(RuntimeError"):
         metrics.inception_fid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
 
 
