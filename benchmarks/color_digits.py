@@ -11,6 +11,12 @@ Reported per class (and on average), beside the same figures for real test image
   training split calls k;
 * ``color_accuracy``: samples whose dominant color (the mean of their 10% most saturated
   pixels) is nearest to tint k among the ten tints;
+* ``shape_accuracy``: the shape alone, read without the color: the background is gray, so an
+  image's saturation (max - min over RGB) is the stroke's coverage times its tint's saturation;
+  that map, scaled to its 99th percentile and cropped back to 28x28, goes to the gray MNIST
+  digit classifier (trained on the offline digits, which sees no color at all); its ceiling,
+  ``painted_official_test_shape_accuracy``, is the same check on the official MNIST test digits
+  painted the same way (``--mnist-root``), digits that classifier never saw;
 * the classifier FID of 5,000 samples against the test images, and the real-data floor.
 
 Writes a 10x10 grid (row k: class k). Prints one JSON line.
@@ -30,12 +36,13 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.data.images import ImageDataset, load_images, split_dataset
+from genai.data.images import DatasetError, ImageDataset, load_images, split_dataset
 from genai.metrics import classifier_probs, evaluate_samples, metric_classifier, real_data_floor
 from genai.models.gan import GAN, GANConfig
 from genai.plots import save_grid
 from genai.training.gan import GANTrainConfig, train_gan
 
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 TINTS = (
     torch.tensor(
         [
@@ -85,6 +92,18 @@ def dominant_tint(images: torch.Tensor) -> torch.Tensor:
     return torch.cdist(color, TINTS).argmin(dim=1)
 
 
+def stroke_maps(images: torch.Tensor) -> torch.Tensor:
+    """The digit's shape without its color: ``(N, 3, 32, 32)`` -> ``(N, 1, 28, 28)`` in [0, 1].
+
+    ``(1 - a) * gray + a * tint`` has saturation ``a * (max(tint) - min(tint))`` per pixel: the
+    gray background adds nothing. Scaled per image so that its 99th percentile is 1.
+    """
+    x = images.float() / (255.0 if images.dtype == torch.uint8 else 1.0)
+    sat = (x.max(dim=1, keepdim=True).values - x.min(dim=1, keepdim=True).values)[..., 2:30, 2:30]
+    top = sat.flatten(1).quantile(0.99, dim=1).clamp(min=1e-3).view(-1, 1, 1, 1)
+    return (sat / top).clamp(0, 1)
+
+
 def per_class(hits: torch.Tensor, labels: torch.Tensor) -> list[float]:
     return [round(float(hits[labels == k].float().mean()), 3) for k in range(10)]
 
@@ -98,6 +117,7 @@ def main() -> None:
     parser.add_argument("--grid", default=None, help="where to write the 10x10 sample grid")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mnist-root", default=str(SHARED_MNIST), help="official MNIST test IDX")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = color_digits(genai.load_images("mnist", "train"), args.seed)
@@ -120,6 +140,16 @@ def main() -> None:
     color_hits = dominant_tint(samples) == labels
     real_digit = classifier_probs(classifier, test.images).argmax(1) == test.labels
     real_color = dominant_tint(test.images) == test.labels
+    gray = genai.load_images("mnist", "train")
+    digit_net = metric_classifier(gray, steps=args.classifier_steps)  # gray shapes only
+    shape_hits = classifier_probs(digit_net, stroke_maps(samples)).argmax(1) == labels
+    real_shape = classifier_probs(digit_net, stroke_maps(test.images)).argmax(1) == test.labels
+    try:  # a ceiling the digit classifier has not seen: the official test digits, painted
+        painted = color_digits(load_images("mnist", "test", root=args.mnist_root), args.seed + 1)
+        ceiling = classifier_probs(digit_net, stroke_maps(painted.images)).argmax(1)
+        official_shape = round(float((ceiling == painted.labels).float().mean()), 3)
+    except DatasetError:
+        official_shape = None
     quality = evaluate_samples(gan, classifier, test.images, n=args.n)
     floor = real_data_floor(classifier, train, test, n=args.n)
     if args.grid:
@@ -135,6 +165,10 @@ def main() -> None:
                 "digit_accuracy_per_class": per_class(digit_hits, labels),
                 "color_accuracy": round(float(color_hits.float().mean()), 3),
                 "color_accuracy_per_class": per_class(color_hits, labels),
+                "shape_accuracy": round(float(shape_hits.float().mean()), 3),
+                "shape_accuracy_per_class": per_class(shape_hits, labels),
+                "real_shape_accuracy": round(float(real_shape.float().mean()), 3),
+                "painted_official_test_shape_accuracy": official_shape,
                 "real_digit_accuracy": round(float(real_digit.float().mean()), 3),
                 "real_color_accuracy": round(float(real_color.float().mean()), 3),
                 **{k: round(v, 3) for k, v in quality.items()},
