@@ -109,24 +109,29 @@ def test_unlabeled_folder_eval_says_what_it_cannot_compute(tmp_path, capsys):
     assert result["inception_fid_note"].startswith("not computed")
 
 
+def _eval_tiny_vae(tmp_path, idx_root, capsys, *flags: str) -> dict:
+    """Train a tiny VAE on ``idx_root`` for 2 steps, then ``genai eval`` it on 2 test images
+    and 2 samples with ``flags``; returns the JSON line."""
+    run = tmp_path / "run"
+    if not run.exists():
+        argv = ["-q", "train", "vae", "--root", str(idx_root), "--out-dir", str(run)]
+        argv += ["--arch", "mlp", "--hidden-dims", "16", "--latent-dim", "3", "--batch-size", "5"]
+        assert main([*argv, *COMMON]) == 0
+        capsys.readouterr()
+    evaluate = ["-q", "eval", str(run), "--root", str(idx_root), "--device", "cpu", "--k", "2"]
+    evaluate += ["--n", "2", "--samples", "2", "--classifier-steps", "1"]
+    assert main([*evaluate, *flags]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
 def test_eval_adds_the_inception_fid_when_its_weights_are_there(
     tmp_path, capsys, idx_root, inception_home
 ):
-    run = tmp_path / "run"
-    argv = ["-q", "train", "vae", "--root", str(idx_root), "--out-dir", str(run)]
-    argv += ["--arch", "mlp", "--hidden-dims", "16", "--latent-dim", "3", "--batch-size", "5"]
-    assert main([*argv, *COMMON]) == 0
-    capsys.readouterr()
-    evaluate = ["-q", "eval", str(run), "--root", str(idx_root), "--device", "cpu", "--k", "2"]
-    evaluate += ["--n", "2"]
-    assert main([*evaluate, "--samples", "2", "--classifier-steps", "1"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (
-        result["inception_fid"] > 0
-        and "2 samples against 2 test images" in (result["inception_fid_feature_space"])
-    )
-    assert main([*evaluate, "--samples", "2", "--classifier-steps", "1", "--no-inception"]) == 0
-    assert json.loads(capsys.readouterr().out.strip())["inception_fid"] is None
+    result = _eval_tiny_vae(tmp_path, idx_root, capsys)
+    assert result["inception_fid"] > 0
+    assert "2 samples against 2 test images" in result["inception_fid_feature_space"]
+    result = _eval_tiny_vae(tmp_path, idx_root, capsys, "--no-inception")
+    assert result["inception_fid"] is None and "--no-inception" in result["inception_fid_note"]
 
 
 def test_eval_without_a_network_keeps_its_other_figures(tmp_path, capsys, idx_root, monkeypatch):
@@ -139,17 +144,7 @@ def test_eval_without_a_network_keeps_its_other_figures(tmp_path, capsys, idx_ro
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(fi, "load_state_dict_from_url", offline)
-    run = tmp_path / "run"
-    argv = ["-q", "train", "vae", "--root", str(idx_root), "--out-dir", str(run)]
-    argv += ["--arch", "mlp", "--hidden-dims", "16", "--latent-dim", "3", "--batch-size", "5"]
-    assert main([*argv, *COMMON]) == 0
-    capsys.readouterr()
-    evaluate = ["-q", "eval", str(run), "--root", str(idx_root), "--device", "cpu", "--k", "2"]
-    assert (
-        main([*evaluate, "--n", "2", "--samples", "2", "--classifier-steps", "1", "--download"])
-        == 0
-    )
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = _eval_tiny_vae(tmp_path, idx_root, capsys, "--download")
     assert result["inception_fid"] is None and "could not download" in result["inception_fid_note"]
     assert "iwae_nll" in result and "fid" in result
 
