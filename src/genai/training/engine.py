@@ -602,6 +602,8 @@ def _fit(
     metrics_log.flush()
     if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
+    if world > 1:  # every rank returns with the run directory complete, and tears down together
+        dist.barrier()
     task.model.eval()
     return {"run_dir": str(run_dir), "step": total, "train": last_train, "eval": last_eval}
 
