@@ -77,6 +77,17 @@ def test_gray_run_resumed_on_rgb_data_is_refused(tmp_path, color_folder, capsys)
     assert len(err.strip().splitlines()) == 1
     assert (run / "model.safetensors").read_bytes() == weights  # nothing written over
 
+    # a resumed run with --overwrite, a new run whose --image-shape is not its data's: one line
+    assert main([*resume, "--overwrite"]) == 2
+    assert "--resume and --overwrite exclude each other" in capsys.readouterr().err
+    shaped = ["-q", "train", "gan", "--data", str(color_folder), "--image-size", "32"]
+    shaped += ["--image-shape", "3", "16", "16", "--out-dir", str(tmp_path / "s"), *GAN_TINY]
+    assert main([*shaped, *COMMON]) == 2
+    err = capsys.readouterr().err
+    assert "--image-shape 3 16 16 differs from the data's (3, 32, 32)" in err
+    assert "--image-size 16" in err and not (tmp_path / "s").exists()
+    assert (run / "model.safetensors").read_bytes() == weights
+
 
 def test_vae_on_an_unbuildable_size_and_a_bad_folder(tmp_path, color_folder, capsys):
     argv = ["-q", "train", "vae", "--data", str(color_folder), "--image-size", "30"]
@@ -107,6 +118,18 @@ def test_unlabeled_folder_eval_says_what_it_cannot_compute(tmp_path, capsys):
     assert "unlabeled" in result["note"]
     assert result["inception_fid"] is None
     assert result["inception_fid_note"].startswith("not computed")
+    assert "split_note" not in result
+
+    # a folder without train/ and test/: eval says that its figures are on the training images
+    lone = tmp_path / "lone"
+    argv[argv.index("--data") + 1] = str(tmp_path / "flat" / "train")
+    argv[argv.index("--out-dir") + 1] = str(lone)
+    assert main([*argv, *COMMON]) == 0
+    capsys.readouterr()
+    assert main(["-q", "eval", str(lone), "--device", "cpu", "--k", "5"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "no test split" in result["split_note"] and "training images" in result["split_note"]
+    assert "bits_per_dim" in result
 
 
 def _eval_tiny_vae(tmp_path, idx_root, capsys, *flags: str) -> dict:

@@ -174,6 +174,33 @@ def test_bad_data_for_the_model_is_a_named_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_class_names_must_agree_with_the_data(tmp_path):
+    """A conditional GAN's class names are the data's: other names, or another class count,
+    would put the wrong name on a class (``--label cat`` drawing dogs)."""
+    data = _colored((1, 28, 28), classes=2)  # class0, class1
+    swapped = GAN(GANConfig(num_classes=2, class_names=("class1", "class0"), g_width=8))
+    with pytest.raises(ValueError, match=r"class names \(class1, class0\) differ from the data's"):
+        train_gan(swapped, data, _train_config(GANTrainConfig, tmp_path))
+    wider = GAN(GANConfig(num_classes=5, g_width=8, d_width=8))
+    with pytest.raises(ValueError, match=r"num_classes=5 but the data \(array\) has 2 classes"):
+        train_gan(wider, data, _train_config(GANTrainConfig, tmp_path))
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_trainer_names_the_model_it_trains(tmp_path):
+    data = _colored((1, 28, 28))
+    for fit, model in ((train_gan, VAE()), (train_vae, GAN()), (train_vae, "x")):
+        with pytest.raises(TypeError, match=f"{fit.__name__} trains a (VAE|GAN), got"):
+            fit(model, data, _train_config(VAETrainConfig, tmp_path))
+    with pytest.raises(TypeError, match="train_gpt trains a GPT, got VAE"):
+        genai.train_gpt(VAE(), "some text", genai.CharTokenizer("abc"))
+    with pytest.raises(ValueError, match="n must be a positive integer, got 2.5"):
+        VAE().sample(2.5)
+    with pytest.raises(ValueError, match=r"no images to show: shape \(0, 1, 28, 28\)"):
+        genai.show(torch.zeros(0, 1, 28, 28))
+    assert not (tmp_path / "run").exists()
+
+
 def test_float_and_numpy_images_train_directly(tmp_path):
     x = torch.rand(16, 1, 28, 28)
     vae = VAE(VAEConfig(latent_dim=4, hidden_dims=(16,)))

@@ -139,6 +139,27 @@ def test_split_subfolders(tmp_path):
         load_images(tmp_path / "ds" / "train", "test")
 
 
+def test_a_test_split_takes_the_train_splits_class_numbers(tmp_path):
+    """test/ may lack classes of train/: its labels still index train's class names."""
+    for split, classes in (("train", ("cat", "dog")), ("test", ("dog",))):
+        for k in classes:
+            _png(tmp_path / "ds" / split / k / "0.png", np.zeros((8, 8), np.uint8))
+    test = load_images(tmp_path / "ds", "test", progress=False)
+    assert test.class_names == ("cat", "dog") and test.labels.tolist() == [1]
+    _png(tmp_path / "ds" / "test" / "bird" / "0.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetError, match=r"class folders bird are not classes of .*cat, dog"):
+        load_images(tmp_path / "ds", "test", progress=False)
+
+
+def test_16_bit_gray_png_is_scaled_to_8_bits(tmp_path):
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040).astype(np.uint16)  # 0..65520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    data = load_images(tmp_path, progress=False)
+    expected = np.rint(ramp / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(data.images[0, 0].numpy(), expected)
+
+
 def test_cifar10_on_disk_format(tmp_path, cifar10_root):
     train = load_images("cifar10", "train", root=tmp_path)
     test = load_images("cifar10", "test", root=tmp_path)
@@ -205,6 +226,14 @@ def test_arrays_uint8_float_numpy_and_labels():
         (torch.zeros(2, 1, 4, 4), {"labels": [0, 1, 1]}, ValueError, r"expected shape \(2,\)"),
         (torch.zeros(2, 1, 4, 4), {"image_size": 0}, ValueError, "image_size must be"),
         (torch.zeros(2, 1, 4, 4), {"channels": 4}, ValueError, "channels must be 1"),
+        (torch.zeros(2, 1, 4, 4), {"labels": ["a", "b"]}, TypeError, "labels: .* list of str"),
+        (
+            torch.zeros(2, 1, 4, 4),
+            {"labels": [0, 1], "class_names": ["a", "a"]},
+            ValueError,
+            "class_names: each name once",
+        ),
+        (np.zeros((4, 3, 0, 0), np.uint8), {}, ValueError, r"empty images, shape \(4, 3, 0, 0\)"),
     ],
 )
 def test_bad_arrays(images, kwargs, error, match):
@@ -217,6 +246,12 @@ def test_npz(tmp_path):
     np.savez(path, images=np.ones((3, 1, 6, 6), np.uint8), labels=np.array([0, 1, 1]))
     data = load_images(path)
     assert data.images.shape == (3, 1, 6, 6) and data.labels.tolist() == [0, 1, 1]
+    with pytest.raises(DatasetError, match=r"set.npz: no test split .*'test_images'"):
+        load_images(path, "test")  # never the train images again
+    both = tmp_path / "both.npz"
+    np.savez(both, images=np.ones((3, 6, 6), np.uint8), test_images=np.zeros((2, 6, 6), np.uint8))
+    test = load_images(both, "test")
+    assert test.images.shape == (2, 1, 6, 6) and int(test.images.max()) == 0
     np.savez(tmp_path / "bad.npz", pixels=np.ones(3))
     with pytest.raises(DatasetError, match=r"bad.npz: no 'images' array \(keys: pixels\)"):
         load_images(tmp_path / "bad.npz")

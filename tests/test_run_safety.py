@@ -454,6 +454,10 @@ def test_cli_errors_on_damaged_runs(tmp_path, vae_run, gpt_run, capsys):
     torch.save({"step": 4}, vae_run / "state.pt")
     err = one_line_error(["train", "vae", "--resume", str(vae_run), "--max-steps", "8"], capsys)
     assert "state.pt: resume state does not fit this run" in err
+    resume_gpt = ["train", "gpt", "--resume", str(gpt_run), "--max-steps", "3"]
+    err = one_line_error([*resume_gpt, "--tokenizer", "byte"], capsys)
+    assert "--tokenizer cannot change when resuming (the run's is 'char')" in err
+    assert main(["-q", *resume_gpt, "--tokenizer", "char"]) == 0  # the run's own: fine
     edit_json(gpt_run / "config.json", lambda c: c.pop("tokenizer"))
     assert "has no tokenizer" in one_line_error(["generate", str(gpt_run)], capsys)
     assert "has no tokenizer" in one_line_error(
@@ -557,3 +561,51 @@ def test_outputs_never_replace_a_users_file_or_nest_runs(tmp_path, vae_run, caps
         ["train", "vae", "--out-dir", str(vae_run / "samples" / "sub"), "--max-steps", "1"], capsys
     )
     assert "is inside the run directory" in err
+
+
+def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, data):
+    """The first SIGINT (or SIGTERM) stops training after the step in progress, saves it and
+    raises TrainingInterrupted; resuming then ends with the uninterrupted run's weights. A
+    second signal interrupts at once."""
+    torch.manual_seed(0)
+    init = state(VAE(VAEConfig(**TINY)))
+
+    def model():
+        m = VAE(VAEConfig(**TINY))
+        m.load_state_dict(init)
+        return m
+
+    full = model()
+    train_vae(full, data, config(tmp_path / "full"))
+    before = signal.getsignal(signal.SIGINT)
+
+    def interrupt_at(step, sig=signal.SIGINT, times=1):
+        def callback(record):
+            if record["split"] == "train" and record["step"] == step:
+                for _ in range(times):
+                    os.kill(os.getpid(), sig)
+
+        return callback
+
+    out = tmp_path / "run"
+    with pytest.raises(genai.TrainingInterrupted, match=r"stopped at step 3 of 8 \(SIGINT\)"):
+        train_vae(model(), data, config(out, log_every=1), callbacks=[interrupt_at(3)])
+    assert checkpoint.load_config(out)["step"] == 3  # checkpoint_every is 4: saved on the signal
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    resumed = model()
+    train_vae(resumed, data, config(out, resume=True))
+    assert_same(state(resumed), state(full))
+
+    term = tmp_path / "term"
+    with pytest.raises(genai.TrainingInterrupted, match=r"step 5 of 8 \(SIGTERM\)"):
+        train_vae(
+            model(), data, config(term, log_every=1), callbacks=[interrupt_at(5, signal.SIGTERM)]
+        )
+    assert checkpoint.load_config(term)["step"] == 5
+
+    twice = tmp_path / "twice"
+    with pytest.raises(KeyboardInterrupt) as info:
+        train_vae(model(), data, config(twice, log_every=1), callbacks=[interrupt_at(6, times=2)])
+    assert not isinstance(info.value, genai.TrainingInterrupted)
+    assert checkpoint.load_config(twice)["step"] == 4  # the last regular checkpoint
+    assert signal.getsignal(signal.SIGINT) is before

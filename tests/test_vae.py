@@ -163,7 +163,7 @@ def test_bad_input():
         vae.elbo(torch.rand(2, 28, 28))
     with pytest.raises(TypeError, match="expected a float tensor.*torch.uint8"):
         vae.elbo(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="n must be > 0"):
+    with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
         vae.sample(0)
     for field, value, message in (
         ("latent_dim", 0, "latent_dim must be > 0"),

@@ -22,7 +22,7 @@ from genai import checkpoint
 from genai.checkpoint import RunLockedError
 from genai.data.images import DatasetError, load_images, load_recorded
 from genai.generation import SAMPLING
-from genai.training.engine import NonFiniteLossError
+from genai.training.engine import NonFiniteLossError, TrainingInterrupted
 
 log = logging.getLogger("genai")
 
@@ -155,6 +155,12 @@ def _fit_model_to_data(model, config, args: argparse.Namespace, data):
     from genai.models import get_model
 
     shape = data.image_shape
+    given = getattr(args, "image_shape", None)
+    if given is not None and tuple(given) != shape:
+        raise ValueError(
+            f"--image-shape {' '.join(map(str, given))} differs from the data's {shape}; "
+            f"resize the data instead (--image-size {given[-1]}, --image-channels {given[0]})"
+        )
     if config.resume or model.config.image_shape == shape:
         return model
     fields = dataclasses.asdict(model.config)
@@ -192,7 +198,9 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--download", action="store_true", default=False, help="allow downloading the corpus"
     )
-    parser.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
+    parser.add_argument(
+        "--tokenizer", choices=TOKENIZERS, default=None, help="(default: char; a run keeps its own)"
+    )
     parser.add_argument(
         "--bpe-vocab", type=int, default=1024, help="vocabulary size of a trained BPE tokenizer"
     )
@@ -212,11 +220,16 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
         if not isinstance(saved.get("tokenizer"), dict):
             raise checkpoint.CheckpointError(f"{config.out_dir}: config.json has no tokenizer")
         tokenizer = tokenizer_from_dict(saved["tokenizer"])
+        if args.tokenizer not in (None, saved["tokenizer"].get("type")):
+            raise ValueError(
+                f"--tokenizer cannot change when resuming (the run's is "
+                f"{saved['tokenizer'].get('type')!r})"
+            )
     else:
         source = args.text or args.corpus or "python-stdlib"
     text = load_text(source, root=root, download=args.download)
     if not config.resume:
-        tokenizer = build_tokenizer(args.tokenizer, text, args.bpe_vocab)
+        tokenizer = build_tokenizer(args.tokenizer or "char", text, args.bpe_vocab)
         vocab_size = getattr(args, "vocab_size", tokenizer.vocab_size)  # given, or the data's
         if vocab_size < tokenizer.vocab_size:
             raise ValueError(
@@ -282,6 +295,8 @@ def _train(args: argparse.Namespace) -> None:
         model_fields = dataclasses.asdict(spec.model_config.recipe(recipe, **model_fields))
         train_fields = dataclasses.asdict(spec.train_config.recipe(recipe, **train_fields))
     if args.resume:
+        if train_fields.get("overwrite"):
+            raise ValueError("--resume and --overwrite exclude each other")
         saved = checkpoint.load_config(args.resume)
         if saved["kind"] != args.kind:
             raise checkpoint.CheckpointError(
@@ -393,16 +408,23 @@ def _eval(args: argparse.Namespace) -> None:
     device = next(model.parameters()).device
     train_config = config.get("train_config") or {}
     record = config.get("data") or {"dataset": "mnist", "source": "mnist"}
-    test = _load_split(args, "test", record)
+    result = {}
+    try:
+        test = _load_split(args, "test", record)
+    except DatasetError as e:  # a folder or .npz without a test split: say so, use train
+        test = _load_split(args, "train", record)
+        result["split_note"] = (
+            f"{' '.join(str(e).split())}: every figure below is on the training images, which "
+            "flatters a model that memorised them"
+        )
     if args.n:
         test = test.subset(
             torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.n]
         )
-    result = {}
     if config["kind"] == "vae":
         torch.manual_seed(args.seed)
         x = eval_images(test, train_config.get("binarize", False), device)
-        result = evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k)
+        result.update(evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k))
     train = _load_split(args, "train", record)
     if train.labels is None:
         result["note"] = (
@@ -526,7 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     _image_flags(ev)
     ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE NLL (VAE)")
-    ev.add_argument("--n", type=int, default=0, help="evaluate on a seeded subset of n test images")
+    ev.add_argument(
+        "--n", type=int, default=0, help="evaluate on a seeded subset of n test images (0: all)"
+    )
     ev.add_argument("--batch-size", type=int, default=100)
     ev.add_argument(
         "--samples", type=int, default=5000, help="generated images for the classifier FID"
@@ -596,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"genai: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # a checkpoint was saved
+        print(f"genai: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("genai: interrupted", file=sys.stderr)
         return 130

@@ -27,6 +27,8 @@ def _images(images: torch.Tensor | Any) -> torch.Tensor:
         raise ValueError(
             f"images must be (N, C, H, W) with C in 1, 3, 4, got {tuple(images.shape)}"
         )
+    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"no images to show: shape {tuple(images.shape)}")
     images = images.detach().cpu()
     return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 

@@ -122,3 +122,9 @@ def coerce_config(config: Any, cls: type, argument: str = "config") -> Any:
     raise TypeError(
         f"{argument} must be a {cls.__name__} (or a dict of its fields), got {type(config).__name__}"
     )
+
+
+def check_model(model: Any, cls: type, function: str) -> None:
+    """Raise ``TypeError`` unless ``model`` is a ``cls`` (the model ``function`` trains)."""
+    if not isinstance(model, cls):
+        raise TypeError(f"{function} trains a {cls.__name__}, got {type(model).__name__}")

@@ -5,11 +5,13 @@ Layouts (as torchvision's ``ImageFolder``)::
     photos/cat/001.png  photos/dog/002.jpg ...   class subfolders: labels 0, 1, ... in sorted
                                                  order of the folder names, which are the classes
     photos/001.png  photos/002.webp ...          flat: unlabeled
-    photos/train/<classes or flat>  photos/test/...   split subfolders: ``split`` picks one
+    photos/train/<classes or flat>  photos/test/...   split subfolders: ``split`` picks one; the
+                                                 test split's labels follow train's classes
 
 Files ending in .png, .jpg, .jpeg, .webp or .bmp (any case) are images; other files are
 ignored. Every image is center-cropped to a square and resized (antialiased) to ``image_size``,
-converted to gray or RGB (transparent pixels composited on white), and written straight into a
+converted to gray or RGB (transparent pixels composited on white; 16-bit gray scaled to 8 bits),
+and written straight into a
 preallocated ``(N, C, S, S)`` uint8 tensor, so memory is that tensor plus a small constant.
 
 The decoded tensor is cached in ``cache_dir()/images/`` under a key made of every file's
@@ -74,6 +76,27 @@ def _scan(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] |
     return top, None, None
 
 
+def _as_train_classes(
+    folder: Path, labels: list[int], class_names: tuple[str, ...]
+) -> tuple[list[int], tuple[str, ...]]:
+    """Labels of a test split renumbered by the train split's classes, so that a class has
+    one index in both (a test split may lack some of the train split's classes)."""
+    train = folder.parent / "train"
+    train_names = [
+        d.name
+        for d in sorted(train.iterdir())
+        if d.is_dir() and not d.name.startswith(".") and _image_files(d)
+    ]
+    missing = [name for name in class_names if name not in train_names]
+    if missing:
+        raise DatasetError(
+            f"{folder}: class folders {', '.join(missing)} are not classes of {train} "
+            f"(its classes: {', '.join(train_names) or 'none, it is flat'})"
+        )
+    index = {name: k for k, name in enumerate(train_names)}
+    return [index[class_names[k]] for k in labels], tuple(train_names)
+
+
 def _open_error(path: Path, e: Exception) -> DatasetError:
     return DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e})")
 
@@ -88,6 +111,11 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
         raise _open_error(path, e) from e
 
 
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """16-bit (or 32-bit integer) gray levels scaled to 0-255: 65535 -> 255, 257 per level."""
+    return np.clip(np.rint(array.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
 def _decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One file -> ``(channels, size, size)`` uint8: center square, antialiased resize."""
     from PIL import Image
@@ -95,6 +123,8 @@ def _decode(path: Path, size: int, channels: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at 1/2^k
+            if im.mode.startswith("I"):  # 16-bit gray: PIL's convert("L") would clip it
+                im = Image.fromarray(_to_uint8(np.asarray(im)), "L")
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                 im = im.convert("RGBA")
                 im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
@@ -237,6 +267,8 @@ def load_folder(
             f"{folder}: no {split} split (a folder has one only with train/ and test/ subfolders)"
         )
     files, labels, class_names = _scan(folder)
+    if has_splits and split != "train" and labels is not None:
+        labels, class_names = _as_train_classes(folder, labels, class_names)
     stem = cache_dir() / "images" / _cache_key(folder, files, image_size, channels)
     cached = _read_cache(stem) if use_cache else None
     if cached is not None:

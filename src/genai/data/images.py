@@ -243,6 +243,8 @@ def images_from_array(
         )
     if images.shape[0] == 0:
         raise ValueError("images: no images (N = 0)")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"images: empty images, shape {tuple(images.shape)}")
     if images.is_floating_point():
         lo, hi = float(images.min()), float(images.max())
         if not (lo >= 0.0 and hi <= 1.0):  # also refuses NaN
@@ -264,7 +266,13 @@ def _labels(labels, n: int, class_names) -> torch.Tensor | None:
             raise ValueError("class_names given without labels")
         return None
     if isinstance(labels, (list, tuple)):
-        labels = torch.tensor(labels)
+        try:
+            labels = torch.tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            kinds = sorted({type(v).__name__ for v in labels})
+            raise TypeError(
+                f"labels: expected integer class indices, got a list of {', '.join(kinds)}"
+            ) from None
     elif isinstance(labels, np.ndarray):
         labels = torch.from_numpy(np.ascontiguousarray(labels))
     if not torch.is_tensor(labels) or labels.is_floating_point() or labels.dtype == torch.bool:
@@ -275,6 +283,8 @@ def _labels(labels, n: int, class_names) -> torch.Tensor | None:
     if labels.shape != (n,):
         raise ValueError(f"labels: expected shape ({n},) for {n} images, got {tuple(labels.shape)}")
     labels = labels.long().cpu()
+    if class_names is not None and len(set(map(str, class_names))) != len(class_names):
+        raise ValueError(f"class_names: each name once, got {list(class_names)}")
     k = len(class_names) if class_names is not None else None
     if labels.min() < 0 or (k is not None and labels.max() >= k):
         span = f"[0, {k - 1}]" if k is not None else ">= 0"
@@ -285,12 +295,20 @@ def _labels(labels, n: int, class_names) -> torch.Tensor | None:
 
 
 def _from_npz(path: Path, split: str) -> ImageDataset:
+    """``images`` (and ``labels``) are the train split; ``test_images`` (and ``test_labels``)
+    the test split; ``class_names`` serve both."""
+    prefix = "" if split == "train" else f"{split}_"
     try:
         with np.load(path, allow_pickle=False) as f:
-            if "images" not in f:
+            if f"{prefix}images" not in f:
+                if prefix and "images" in f:
+                    raise DatasetError(
+                        f"{path}: no {split} split (an .npz file has one in a "
+                        f"'{prefix}images' array)"
+                    )
                 raise DatasetError(f"{path}: no 'images' array (keys: {', '.join(f.files)})")
-            images = f["images"]
-            labels = f.get("labels")
+            images = f[f"{prefix}images"]
+            labels = f.get(f"{prefix}labels")
             names = [str(c) for c in f["class_names"]] if "class_names" in f else None
     except (OSError, ValueError) as e:
         if isinstance(e, DatasetError):
@@ -343,6 +361,11 @@ def load_images(
         raise DatasetError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     if torch.is_tensor(source) or isinstance(source, np.ndarray):
         data = images_from_array(source, labels, class_names, split=split)
+    elif not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "source: expected a dataset name, a folder, an .npz file, a tensor or a NumPy "
+            f"array, got {type(source).__name__}"
+        )
     else:
         if labels is not None or class_names is not None:
             raise ValueError("labels and class_names are only for array sources")
@@ -401,8 +424,14 @@ def load_recorded(record: dict, split: str, **overrides) -> ImageDataset:
         "image_size": record.get("image_size"),
         "channels": record.get("channels"),
     }
-    args.update({k: v for k, v in overrides.items() if v is not None})
-    return load_images(split=split, **args)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    args.update(given)
+    try:
+        return load_images(split=split, **args)
+    except DatasetError as e:
+        if "source" in given or "no such folder" not in str(e):
+            raise
+        raise DatasetError(f"{e} (the run's recorded data); pass --data to use other data") from e
 
 
 def split_dataset(data: ImageDataset, fraction: float, seed: int = 0):
@@ -444,7 +473,10 @@ class ImageBatches:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if batch_size > len(data):
-            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({len(data)})")
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the dataset ({len(data)} images); "
+                "set a smaller batch_size (--batch-size)"
+            )
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device) if data.labels is not None else None

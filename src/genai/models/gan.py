@@ -100,7 +100,8 @@ class GANConfig:
                 )
 
     def label_index(self, label: int | str) -> int:
-        """A class index from an index or a class name (a digit string is an index)."""
+        """A class index from an index or a class name; a string is a name first, else a digit
+        string is an index (with classes named "1", "2", "3", ``"1"`` is class 0)."""
         if isinstance(label, str):
             if self.class_names is not None and label in self.class_names:
                 return self.class_names.index(label)

@@ -337,8 +337,8 @@ class VAE(nn.Module, Pretrained):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` draws from the prior: ``(n, C, H, W)`` decoder means in [0, 1]."""
-        if n <= 0:
-            raise ValueError(f"n must be > 0, got {n}")
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         p = next(self.parameters())
         z = torch.randn(
             n, self.config.latent_dim, device=p.device, dtype=p.dtype, generator=generator

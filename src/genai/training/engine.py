@@ -15,6 +15,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -198,6 +200,42 @@ class Task(Protocol):
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped training at a step boundary, after a checkpoint was saved."""
+
+
+class _StopRequest:
+    """Turns the first SIGINT / SIGTERM into a request that the loop honours between steps.
+
+    Installed only in the main thread of a single process (under torchrun every rank would have
+    to agree on the step). A second signal interrupts at once, as without this.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool):
+        self.signal: int | None = None
+        self.previous: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, sig: int, frame: Any) -> None:
+        if self.signal is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.signal = sig
+        log.warning(
+            "%s: stopping after this step and saving a checkpoint (again to stop at once)",
+            signal.Signals(sig).name,
+        )
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
 
 
 def make_adamw(
@@ -523,6 +561,8 @@ def _fit(
                 f"{kept()}"
             )
 
+    stop = _StopRequest(enabled=world == 1)
+    stack.callback(stop.restore)
     task.model.train()
     bar = stack.enter_context(
         progress_bar(
@@ -587,7 +627,8 @@ def _fit(
                     if path is not None:
                         log.info("samples: %s", path)
             task.model.train()
-        if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == total:
+        every = config.checkpoint_every and done % config.checkpoint_every == 0
+        if every or done == total or stop.signal is not None:
             check_finite()
             bad = checkpoint.check_finite(task.model)
             if bad:  # e.g. an infinite learning rate: the loss may still look finite
@@ -599,6 +640,12 @@ def _fit(
             if main_process:
                 save(done)
             last_saved = done
+        if stop.signal is not None and done < total:
+            raise TrainingInterrupted(
+                f"training stopped at step {done} of {total} "
+                f"({signal.Signals(stop.signal).name}); {run_dir} holds its checkpoint: go on with "
+                f"--resume {run_dir} (resume=True)"
+            )
     metrics_log.flush()
     if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")

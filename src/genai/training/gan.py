@@ -26,7 +26,7 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
-from genai.validation import coerce_config
+from genai.validation import check_model, coerce_config
 
 
 @dataclass
@@ -146,8 +146,20 @@ class GANTask:
                 f"the data's labels span [{int(data.labels.min())}, {int(data.labels.max())}] "
                 f"but the model has num_classes={k}"
             )
-        if model.config.class_names is None and data.class_names and len(data.class_names) == k:
-            model.config.class_names = data.class_names  # saved with the run
+        names = data.class_names
+        if names and len(names) != k:
+            raise ValueError(
+                f"the model has num_classes={k} but the data ({data.name}) has {len(names)} "
+                f"classes ({', '.join(names)})"
+            )
+        if names and model.config.class_names not in (None, tuple(names)):
+            raise ValueError(
+                f"the model's class names ({', '.join(model.config.class_names)}) differ from "
+                f"the data's ({', '.join(names)}); label k of the data would get name k of "
+                "the model"
+            )
+        if names:
+            model.config.class_names = tuple(names)  # saved with the run
 
     def setup(self, device: torch.device) -> ImageBatches:
         self.model.to(device)
@@ -277,5 +289,6 @@ def train_gan(
         callbacks: functions called with each metrics record before it is written; a returned
             dict is merged into the record.
     """
+    check_model(model, GAN, "train_gan")
     config = coerce_config(config, GANTrainConfig)
     return fit(GANTask(model, as_dataset(data), config), config, callbacks)

@@ -25,7 +25,7 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
-from genai.validation import coerce_config
+from genai.validation import check_model, coerce_config
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -364,6 +364,7 @@ def train_gpt(
     Raises:
         ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
     """
+    check_model(model, GPT, "train_gpt")
     config = coerce_config(config, GPTTrainConfig)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(

@@ -28,7 +28,7 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
-from genai.validation import coerce_config
+from genai.validation import check_model, coerce_config
 
 
 @dataclass
@@ -148,6 +148,7 @@ def train_vae(
         callbacks: functions called with each metrics record before it is written; a returned
             dict is merged into the record.
     """
+    check_model(model, VAE, "train_vae")
     config = coerce_config(config, VAETrainConfig)
     eval_data = as_dataset(eval_data) if eval_data is not None else None
     return fit(VAETask(model, as_dataset(data), config, eval_data), config, callbacks)
