@@ -51,9 +51,11 @@ format: $(STAMP)
 # Never two benchmarks at once on one machine; `make bench BENCH_LOCK=` where flock is missing.
 BENCH_LOCK ?= flock /tmp/genai-bench.lock
 
-# Side by side with the anchors' own code, one JSON line per anchor: see benchmarks/README.md.
+# Side by side with the anchors' own code (one JSON line per anchor), then the 64x64 GAN against a
+# pytorch/examples-style DCGAN loop: see benchmarks/README.md.
 bench: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/anchors.py
+	$(BENCH_LOCK) $(PY) benchmarks/gan_speed.py
 
 # genai's own speed and quality figures (long: the GAN's default run alone takes 8-18 minutes).
 bench-quality: $(STAMP)

@@ -27,7 +27,9 @@ oversubscribed (each parallel region waits for its slowest thread to be schedule
   ``ToTensor``, Adam 1e-3, batch 128), its own ``train(epoch)`` timed per epoch on Fashion-MNIST
   (the IDX files of ``/usr/share/datasets/fashion-mnist`` placed where its ``datasets.MNIST``
   looks), against one epoch of genai's same MLP (``VAEConfig(arch="mlp", hidden_dims=(400,),
-  latent_dim=20)``) on the same images. Round 0 of each warms up and is not counted.
+  latent_dim=20)``) on the same images. Round 0 of each warms up and is not counted. After each
+  examples epoch, one pass over its ``train_loader`` alone times its data; the epoch less that
+  is its model's part (forward, loss, backward, Adam), which genai's epoch is also set against.
 - ``gan``: images per second of genai's default conditional GAN step (``genai train gan
   --num-classes 10``: D step, G step, EMA, augmentation, mode-seeking term) through the engine,
   against pytorch/examples' DCGAN training step (``dcgan/main.py``: D on real, D on fake, G
@@ -256,12 +258,16 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
         sys.argv = argv
     train = genai.load_images("fashion-mnist", "train", root=str(FASHION))
     steps = len(train) // 128
-    times: dict[str, list[float]] = {"examples": [], "genai": []}
+    times: dict[str, list[float]] = {"examples": [], "examples_data_only": [], "genai": []}
     for epoch in range(args.vae_rounds + 1):  # round 0 warms up
         t = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             anchor["train"](epoch + 1)
         examples_s = time.perf_counter() - t
+        t = time.perf_counter()  # its data alone: one pass over its DataLoader, no model
+        for _ in anchor["train_loader"]:
+            pass
+        data_s = time.perf_counter() - t
         torch.manual_seed(epoch)
         model = genai.VAE(genai.VAEConfig(arch="mlp", hidden_dims=(400,), latent_dim=20))
         out = tmp / f"vae{epoch}"
@@ -274,11 +280,18 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
         genai_s = read_metrics(out / "metrics.jsonl")[0]["time"] * len(train) / (steps * 128)
         if epoch:
             times["examples"].append(examples_s)
+            times["examples_data_only"].append(data_s)
             times["genai"].append(genai_s)
     result["s_per_epoch"] = {side: spread(t) for side, t in times.items()}
     result["epoch_times"] = {side: [round(x, 3) for x in t] for side, t in times.items()}
     result["speedup_per_epoch"] = spread(
         [a / b for a, b in zip(times["examples"], times["genai"], strict=True)]
+    )
+    # The examples' epoch less its data pass: its model's forward, backward and Adam steps.
+    compute = [a - d for a, d in zip(times["examples"], times["examples_data_only"], strict=True)]
+    result["examples_model_s_per_epoch"] = spread(compute)
+    result["speedup_over_examples_model_part"] = spread(
+        [a / b for a, b in zip(compute, times["genai"], strict=True)]
     )
     result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     return result

@@ -11,7 +11,8 @@
 
 ``--data fashion-mnist`` does the same on Fashion-MNIST (60,000 training images from
 ``/usr/share/datasets/fashion-mnist`` or ``--root``), judged by a classifier trained on
-Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE. For MNIST,
+Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
+``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision. For MNIST,
 ``--root`` defaults to ``../shared/data/mnist``; when it holds the test split only, training
 uses the 5,000 offline digits.
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap the quality runs")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
+    parser.add_argument("--precision", default=None, help="override GANTrainConfig.precision")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -87,6 +89,8 @@ def main() -> None:
         overrides = {"epochs": None, "max_steps": args.max_steps}
     if args.lr_schedule is not None:
         overrides["lr_schedule"] = args.lr_schedule
+    if args.precision is not None:
+        overrides["precision"] = args.precision
 
     times = []
     for i in range(args.repeats):
@@ -98,6 +102,7 @@ def main() -> None:
             device=args.device,
             sample_every=10**9,
             checkpoint_every=0,
+            **({"precision": args.precision} if args.precision else {}),
         )
         t0 = time.perf_counter()
         train_gan(GAN(GANConfig(num_classes=10)), train, config)

@@ -19,6 +19,12 @@ discriminator stack) with batch 64 and Adam(2e-4, (0.5, 0.999)) on one folder of
 Rounds alternate the loops (A/B/C/D, then B/C/D/A, ...); each loop's figure is the median of its
 rounds in images per second. Prints one JSON line.
 
+Beside the rates, the line says what bounds them: each step's arithmetic (``torch.utils.
+flop_counter``: convolutions and matmuls, forward and backward, per image), the rate it ran at
+(GFLOP/s), and this CPU's matmul peak measured in the same run (a 2048x2048 product, fp32 and
+bf16). ``fp32_bound_over_reference`` is the most genai's fp32 step could reach over the reference
+if every FLOP ran at that fp32 peak: below 2, no fp32 loop over these nets can be 2x faster here.
+
 Usage: ``python benchmarks/gan_speed.py [--rounds 3] [--steps 8] [--images 640]``
 """
 
@@ -35,6 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import genai
 from genai.models.gan import GAN, GANConfig
@@ -143,6 +150,26 @@ def native_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
+def flop_per_image(loop) -> float:
+    """Convolution and matmul FLOPs (forward and backward) of one step of ``loop``, per image."""
+    with FlopCounterMode(display=False) as counter:
+        loop.step()
+    return counter.get_total_flops() / BATCH
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an ``n`` x ``n`` matrix product on this CPU (median of ``repeats``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
 def timed(loop, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -181,6 +208,8 @@ def main() -> None:
         }
         for loop in loops.values():
             timed(loop, args.warmup)
+        flops = {name: flop_per_image(loop) for name, loop in loops.items()}
+        peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
         rates: dict[str, list[float]] = {name: [] for name in loops}
         names = list(loops)
         for r in range(args.rounds):
@@ -196,6 +225,12 @@ def main() -> None:
                 "genai_over_reference": round(med["genai"] / med["reference"], 3),
                 "genai_plain_over_reference": round(med["genai_plain"] / med["reference"], 3),
                 "genai_bf16_over_reference": round(med["genai_bf16"] / med["reference"], 3),
+                "gflop_per_image": {k: round(v / 1e9, 3) for k, v in flops.items()},
+                "gflop_per_s": {k: round(med[k] * flops[k] / 1e9, 1) for k in loops},
+                "matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peak.items()},
+                "fp32_bound_over_reference": round(
+                    peak["fp32"] * 1e9 / flops["genai"] / med["reference"], 3
+                ),
                 "cpu_has_native_bf16": native_bf16(),
                 "folder_images": args.images,
                 "decode_s": round(load_s, 2),
