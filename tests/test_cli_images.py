@@ -120,6 +120,17 @@ def test_unlabeled_folder_eval_says_what_it_cannot_compute(tmp_path, capsys):
     assert result["inception_fid_note"].startswith("not computed")
     assert "split_note" not in result
 
+    # a broken test split is an error, not "no test split": training stops before writing
+    odd = tmp_path / "odd"
+    for split, name in (("train", "cat"), ("test", "bird")):
+        path = odd / split / name / "0.png"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(path)
+    odd_argv = ["-q", "train", "vae", "--data", str(odd), "--out-dir", str(tmp_path / "o")]
+    assert main([*odd_argv, "--batch-size", "1", *COMMON]) == 2
+    assert "class folders bird are not classes of" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
     # a folder without train/ and test/: eval says that its figures are on the training images
     lone = tmp_path / "lone"
     argv[argv.index("--data") + 1] = str(tmp_path / "flat" / "train")

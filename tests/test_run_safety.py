@@ -609,3 +609,35 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, data):
     assert not isinstance(info.value, genai.TrainingInterrupted)
     assert checkpoint.load_config(twice)["step"] == 4  # the last regular checkpoint
     assert signal.getsignal(signal.SIGINT) is before
+
+    # in the last step: the run completes, then the caller is told
+    with pytest.raises(genai.TrainingInterrupted, match="finished its last step"):
+        train_vae(
+            model(),
+            data,
+            config(twice, max_steps=8, log_every=1, resume=True),
+            callbacks=[interrupt_at(8)],
+        )
+    assert checkpoint.load_config(twice)["step"] == 8
+
+    # an overwriting run stopped before its first checkpoint saves nothing: the old run is back
+    weights = (out / "model.safetensors").read_bytes()
+    with pytest.raises(genai.TrainingInterrupted, match="the overwrite is undone"):
+        train_vae(
+            model(), data, config(out, log_every=1, overwrite=True), callbacks=[interrupt_at(2)]
+        )
+    assert (
+        checkpoint.load_config(out)["step"] == 8
+        and (out / "model.safetensors").read_bytes() == weights
+    )
+
+    # a SIGINT the caller ignores stays ignored
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        train_vae(
+            model(), data, config(tmp_path / "ignored", log_every=1), callbacks=[interrupt_at(3)]
+        )
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert checkpoint.load_config(tmp_path / "ignored")["step"] == 8

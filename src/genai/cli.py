@@ -20,7 +20,7 @@ import torch
 
 from genai import checkpoint
 from genai.checkpoint import RunLockedError
-from genai.data.images import DatasetError, load_images, load_recorded
+from genai.data.images import MissingSplitError, load_images, load_recorded
 from genai.generation import SAMPLING
 from genai.training.engine import NonFiniteLossError, TrainingInterrupted
 
@@ -143,7 +143,7 @@ def _image_splits(args: argparse.Namespace, config, with_test: bool = True):
         return train, None
     try:
         test = _load_split(args, "test", record)
-    except DatasetError as e:
+    except MissingSplitError as e:
         log.warning("no test split, training without evaluation: %s", e)
         test = None
     return train, test
@@ -411,7 +411,7 @@ def _eval(args: argparse.Namespace) -> None:
     result = {}
     try:
         test = _load_split(args, "test", record)
-    except DatasetError as e:  # a folder or .npz without a test split: say so, use train
+    except MissingSplitError as e:  # no test split (or not on disk): say so, use train
         test = _load_split(args, "train", record)
         result["split_note"] = (
             f"{' '.join(str(e).split())}: every figure below is on the training images, which "

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genai.data.images import DatasetError, ImageDataset, cache_dir
+from genai.data.images import DatasetError, ImageDataset, MissingSplitError, cache_dir
 from genai.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: 16-bit gray scaled, not clipped
 _CHUNK = 256  # images per pool task
 
 
@@ -52,6 +52,15 @@ def _image_files(folder: Path) -> list[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files += [Path(dirpath) / f for f in sorted(filenames) if _is_image(f)]
     return files
+
+
+def _has_image(folder: Path) -> bool:
+    """Whether ``folder`` or a subfolder holds an image (stops at the first)."""
+    for _, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(_is_image(f) for f in filenames):
+            return True
+    return False
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
@@ -85,7 +94,7 @@ def _as_train_classes(
     train_names = [
         d.name
         for d in sorted(train.iterdir())
-        if d.is_dir() and not d.name.startswith(".") and _image_files(d)
+        if d.is_dir() and not d.name.startswith(".") and _has_image(d)
     ]
     missing = [name for name in class_names if name not in train_names]
     if missing:
@@ -263,7 +272,7 @@ def load_folder(
     if has_splits:
         folder = folder / split
     elif split != "train":
-        raise DatasetError(
+        raise MissingSplitError(
             f"{folder}: no {split} split (a folder has one only with train/ and test/ subfolders)"
         )
     files, labels, class_names = _scan(folder)

@@ -36,6 +36,11 @@ class DatasetError(ValueError):
     """A dataset could not be found or its files are not valid."""
 
 
+class MissingSplitError(DatasetError):
+    """The data has no such split (a folder without test/, an .npz without test_images), or
+    a named dataset's split is not on disk."""
+
+
 @dataclass
 class ImageDataset:
     """Images ``(N, C, H, W)`` uint8, labels ``(N,)`` int64 (or ``None``), and their source.
@@ -302,7 +307,7 @@ def _from_npz(path: Path, split: str) -> ImageDataset:
         with np.load(path, allow_pickle=False) as f:
             if f"{prefix}images" not in f:
                 if prefix and "images" in f:
-                    raise DatasetError(
+                    raise MissingSplitError(
                         f"{path}: no {split} split (an .npz file has one in a "
                         f"'{prefix}images' array)"
                     )
@@ -310,6 +315,7 @@ def _from_npz(path: Path, split: str) -> ImageDataset:
             images = f[f"{prefix}images"]
             labels = f.get(f"{prefix}labels")
             names = [str(c) for c in f["class_names"]] if "class_names" in f else None
+            names = names if labels is not None else None  # an unlabeled test split
     except (OSError, ValueError) as e:
         if isinstance(e, DatasetError):
             raise

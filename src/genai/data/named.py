@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genai.data.images import DatasetError, ImageDataset, default_root, read_idx
+from genai.data.images import (
+    DatasetError,
+    ImageDataset,
+    MissingSplitError,
+    default_root,
+    read_idx,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +89,8 @@ _CIFAR = {  # name -> (folder, files per split, label key, meta file, names key,
 }
 
 
-def _missing(name: str, split: str, looked_in: list[Path], what: str) -> DatasetError:
-    return DatasetError(
+def _missing(name: str, split: str, looked_in: list[Path], what: str) -> MissingSplitError:
+    return MissingSplitError(
         f"no {name} {split} split found (looked in {', '.join(map(str, looked_in))} for {what}); "
         f"give root= (--root) the folder that holds it, or download=True (--download) to fetch it"
     )

@@ -220,6 +220,9 @@ class _StopRequest:
         self.previous: dict[int, Any] = {}
         if enabled and threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
+                current = signal.getsignal(sig)
+                if current in (signal.SIG_IGN, None):  # ignored, or a handler set outside Python
+                    continue
                 self.previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, sig: int, frame: Any) -> None:
@@ -607,8 +610,11 @@ def _fit(
             # Shown at the bar's next refresh; refreshing here would redraw it every log step.
             bar.set_postfix(loss=f"{last_train['loss']:.4g}", refresh=False)
             sums, count = {}, 0
+        # A stop request skips them: an evaluation can outlast a scheduler's grace period.
         evaluate = main_process and _due(done, config.eval_every, per_epoch, total)
+        evaluate = evaluate and stop.signal is None
         sample = main_process and _due(done, config.sample_every, per_epoch, total)
+        sample = sample and stop.signal is None
         if evaluate or sample:
             check_finite()
             task.model.eval()
@@ -628,7 +634,9 @@ def _fit(
                         log.info("samples: %s", path)
             task.model.train()
         every = config.checkpoint_every and done % config.checkpoint_every == 0
-        if every or done == total or stop.signal is not None:
+        # Stopped before an overwriting run's first checkpoint: no save, the old run comes back.
+        undo = stop.signal is not None and run is not None and run.holds_previous
+        if every or done == total or (stop.signal is not None and not undo):
             check_finite()
             bad = checkpoint.check_finite(task.model)
             if bad:  # e.g. an infinite learning rate: the loss may still look finite
@@ -641,14 +649,25 @@ def _fit(
                 save(done)
             last_saved = done
         if stop.signal is not None and done < total:
+            name = signal.Signals(stop.signal).name
+            if undo:
+                raise TrainingInterrupted(
+                    f"training stopped at step {done} of {total} ({name}) before its first "
+                    f"checkpoint; {run_dir} holds the previous run again (the overwrite is undone)"
+                )
             raise TrainingInterrupted(
-                f"training stopped at step {done} of {total} "
-                f"({signal.Signals(stop.signal).name}); {run_dir} holds its checkpoint: go on with "
-                f"--resume {run_dir} (resume=True)"
+                f"training stopped at step {done} of {total} ({name}); {run_dir} holds its "
+                f"checkpoint: go on with resume=True (genai train {task.kind} --resume {run_dir})"
             )
     metrics_log.flush()
     if main_process and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
+    stop.restore()
+    if stop.signal is not None:  # in the last step: the run is complete, the caller stops too
+        raise TrainingInterrupted(
+            f"training finished its last step ({total}) after {signal.Signals(stop.signal).name};"
+            f" {run_dir} holds the complete run"
+        )
     if world > 1:  # every rank returns with the run directory complete, and tears down together
         dist.barrier()
     task.model.eval()

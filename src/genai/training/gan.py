@@ -155,8 +155,9 @@ class GANTask:
         if names and model.config.class_names not in (None, tuple(names)):
             raise ValueError(
                 f"the model's class names ({', '.join(model.config.class_names)}) differ from "
-                f"the data's ({', '.join(names)}); label k of the data would get name k of "
-                "the model"
+                f"the data's ({', '.join(names)}); leave class_names unset to take the data's, "
+                "or name the data's classes: load_images(data.images, labels=data.labels, "
+                "class_names=[...])"
             )
         if names:
             model.config.class_names = tuple(names)  # saved with the run

@@ -131,6 +131,11 @@ class RunDirectory:
         self.path = path
         self.checkpointed = False
 
+    @property
+    def holds_previous(self) -> bool:
+        """An overwritten run is set aside, to come back if this one stops before a checkpoint."""
+        return not self.checkpointed and (self.path / PREVIOUS).is_dir()
+
     def committed(self) -> None:
         """Called after each checkpoint: the first one makes an overwritten run go for good."""
         if not self.checkpointed and (self.path / PREVIOUS).is_dir():
