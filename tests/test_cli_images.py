@@ -73,7 +73,7 @@ def test_gray_run_resumed_on_rgb_data_is_refused(tmp_path, color_folder, capsys)
     resume = ["-q", "train", "gan", "--resume", str(run), "--max-steps", "4"]
     assert main([*resume, "--data", str(color_folder), "--image-channels", "3"]) == 2
     err = capsys.readouterr().err
-    assert "model takes (1, 28, 28) images but the data (fruit) are (3, 28, 28)" in err
+    assert "model takes (1, 28, 28) images but the data (fruit train) are (3, 28, 28)" in err
     assert len(err.strip().splitlines()) == 1
     assert (run / "model.safetensors").read_bytes() == weights  # nothing written over
 

@@ -66,8 +66,9 @@ def test_folder_gray_and_defaults(tmp_path):
 
 
 def test_mixed_sizes_need_image_size(photo_folder):
-    with pytest.raises(DatasetError, match=r"different sizes .*--image-size"):
+    with pytest.raises(DatasetError, match=r"different sizes .*--image-size") as info:
         load_images(photo_folder, progress=False)
+    assert str(info.value).startswith(f"{photo_folder}: ")  # the folder given, not a class's
 
 
 def test_center_crop_and_antialiased_resize(tmp_path):
@@ -234,6 +235,7 @@ def test_arrays_uint8_float_numpy_and_labels():
             "class_names: each name once",
         ),
         (np.zeros((4, 3, 0, 0), np.uint8), {}, ValueError, r"empty images, shape \(4, 3, 0, 0\)"),
+        (torch.zeros(2, 1, 4, 4), {"labels": [0, 2**40]}, ValueError, "would make 1099511627777"),
     ],
 )
 def test_bad_arrays(images, kwargs, error, match):

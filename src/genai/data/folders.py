@@ -208,8 +208,9 @@ def _defaults(
         sizes = {size for _, size in headers}
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+            folder = os.path.commonpath([f.parent for f in files])  # the folder given
             raise DatasetError(
-                f"{files[0].parent}: the images have {len(sizes)} different sizes ({shown}, ...); "
+                f"{folder}: the images have {len(sizes)} different sizes ({shown}, ...); "
                 "pass image_size (--image-size) to resize them all to one square size"
             )
         image_size = min(sizes.pop())

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 
 
+MAX_CLASSES = 2**16  # label values are class indices; a larger one is a mistake
+
+
 class DatasetError(ValueError):
     """A dataset could not be found or its files are not valid."""
 
@@ -291,6 +294,11 @@ def _labels(labels, n: int, class_names) -> torch.Tensor | None:
     if class_names is not None and len(set(map(str, class_names))) != len(class_names):
         raise ValueError(f"class_names: each name once, got {list(class_names)}")
     k = len(class_names) if class_names is not None else None
+    if k is None and labels.max() >= MAX_CLASSES:
+        raise ValueError(
+            f"labels: the largest, {int(labels.max())}, would make {int(labels.max()) + 1} "
+            f"classes; at most {MAX_CLASSES:,} (number the classes 0..K-1)"
+        )
     if labels.min() < 0 or (k is not None and labels.max() >= k):
         span = f"[0, {k - 1}]" if k is not None else ">= 0"
         raise ValueError(
@@ -535,7 +543,8 @@ def check_shape(image_shape: tuple[int, int, int], data: ImageDataset) -> None:
     """Raise ``ValueError`` unless ``data``'s images are ``image_shape`` (a model's)."""
     if tuple(data.image_shape) != tuple(image_shape):
         raise ValueError(
-            f"the model takes {tuple(image_shape)} images but the data ({data.name}) are "
+            f"the model takes {tuple(image_shape)} images but the data ({data.name} "
+            f"{data.split}) are "
             f"{tuple(data.image_shape)}; load the data with image_size=/channels= "
             "(--image-size/--image-channels) to match, or build the model with "
             "image_shape=data.image_shape"
