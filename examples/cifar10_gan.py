@@ -12,6 +12,7 @@ than at 64x64 (``--image-size 64`` gives the paper's nets).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -60,4 +61,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(main())
+    try:
+        print(main())
+    except (ValueError, OSError) as e:  # bad data, flags or paths: one line, no traceback
+        sys.exit(f"error: {e}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -62,4 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    try:
+        print(json.dumps(main()))
+    except (ValueError, OSError) as e:  # bad data, flags or paths: one line, no traceback
+        sys.exit(f"error: {e}")

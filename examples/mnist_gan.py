@@ -10,6 +10,7 @@ Writes ``OUT/unconditional.png`` (8x8 samples of an unconditional GAN) and ``OUT
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -49,5 +50,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in main():
-        print(path)
+    try:
+        for path in main():
+            print(path)
+    except (ValueError, OSError) as e:  # bad data, flags or paths: one line, no traceback
+        sys.exit(f"error: {e}")

@@ -6,6 +6,7 @@ python examples/mnist_vae.py --max-steps 20       # a quick check
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -58,4 +59,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as e:  # bad data, flags or paths: one line, no traceback
+        sys.exit(f"error: {e}")

@@ -9,6 +9,7 @@ The default size is nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, co
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -56,4 +57,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as e:  # bad data, flags or paths: one line, no traceback
+        sys.exit(f"error: {e}")

@@ -243,3 +243,17 @@ def test_optimizers_share_one_vocabulary(tmp_path):
                 assert group["weight_decay"] == (
                     0.1 if all(p.dim() >= 2 for p in group["params"]) else 0.0
                 )
+
+
+def test_text_generation_names_a_bad_prompt_or_tokenizer():
+    gpt = genai.GPT(genai.GPTConfig(vocab_size=10, n_layer=1, n_head=1, n_embd=8, block_size=8))
+    chars = genai.CharTokenizer("abc")
+    for prompt in (None, b"ab"):
+        with pytest.raises(TypeError, match="prompt must be text"):
+            genai.generate_text(gpt, prompt, 2, tokenizer=chars)
+    with pytest.raises(
+        ValueError, match="tokenizer has 256 tokens but the model's vocab_size is 10"
+    ):
+        genai.generate_text(gpt, "ab", 2, tokenizer=genai.ByteTokenizer())
+    with pytest.raises(TypeError, match="VAEConfig has no field"):
+        genai.get_model("vae", latnt_dim=3)

@@ -204,3 +204,29 @@ def test_folder_vae_example(tmp_path, color_folder):
     scores = _example("folder_vae").main([*args, "--max-steps", "2", "--device", "cpu"])
     assert scores["bits_per_dim"] > 0 and scores["kl"] >= 0
     assert (tmp_path / "out" / "samples.png").is_file()
+
+
+def test_examples_print_a_user_error_on_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "folder_vae.py"), str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder or file"
+
+
+def test_output_paths_that_are_empty_or_under_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["-q", "demo", "--out", ""]) == 2
+    assert "--out must name a folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    argv = ["-q", "train", "vae", "--arch", "mlp", "--hidden-dims", "8", "--latent-dim", "2"]
+    assert main([*argv, "--batch-size", "8", "--out-dir", str(run), *COMMON]) == 0
+    capsys.readouterr()
+    assert main(["-q", "sample", str(run), "--out", str(tmp_path / "afile" / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(tmp_path / 'afile')!r} is a file, not a folder" in err

@@ -208,3 +208,40 @@ def test_float_and_numpy_images_train_directly(tmp_path):
     gan = GAN(GANConfig(latent_dim=8, g_width=8, d_width=8))
     train_gan(gan, x.numpy(), _train_config(GANTrainConfig, tmp_path, overwrite=True))
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_vae_inputs_are_checked_and_float64_converted():
+    vae = VAE(VAEConfig(arch="mlp", hidden_dims=(16,), latent_dim=2))
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*divide 0-255 pixels by 255"):
+        vae.reconstruct(x * 255)  # forgot / 255: was silently garbage, and NaN in iwae_nll
+    with pytest.raises(ValueError, match="must lie in"):
+        vae.iwae_nll(x * 255, k=2)
+    with pytest.raises(ValueError, match="the images are on meta but the model is on cpu"):
+        vae.reconstruct(x.to("meta"))
+    torch.testing.assert_close(vae.reconstruct(x.double()), vae.reconstruct(x))  # NumPy's dtype
+    mask = torch.rand(3, 1, 28, 28) > 0.5
+    torch.manual_seed(0)
+    a = vae.impute(x, mask.numpy(), steps=2)
+    torch.manual_seed(0)
+    torch.testing.assert_close(a, vae.impute(x, mask, steps=2))
+
+
+def test_show_and_grid_take_levels_and_refuse_other_ranges():
+    x = torch.rand(4, 1, 8, 8)
+    levels = (x * 255).round()
+    torch.testing.assert_close(genai.grid(levels.long()), genai.grid(levels.to(torch.uint8)))
+    assert genai.show([x[0], x[1]]).size == genai.show(x[:2]).size  # a list of images
+    assert genai.grid(x, nrow=torch.tensor(2)).shape == genai.grid(x, nrow=2).shape
+    for bad, match in (
+        (x * 255, r"float images must lie in \[0, 1\].*x / 255"),
+        (x * 2 - 1, r"\(x \+ 1\) / 2"),
+        (torch.full((1, 1, 4, 4), float("nan")), "must lie in"),
+        (levels.long() + 300, "0-255 levels"),
+        (torch.rand(8, 8, 3), r"channels last\?"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            genai.show(bad)
+    with pytest.raises(ValueError, match="padding must be an integer >= 0"):
+        genai.grid(x, padding=-1)
+    assert genai.GAN(GANConfig(num_classes=3, g_width=8)).sample(2, labels=torch.tensor(1)).shape

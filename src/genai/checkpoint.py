@@ -475,6 +475,8 @@ class Pretrained:
         """
         from genai.models import kind_of
 
+        if not str(path).strip():
+            raise ValueError("save_pretrained needs a folder name, got an empty path")
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise NotADirectoryError(f"{str(path)!r} is a file; save_pretrained needs a folder")

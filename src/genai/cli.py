@@ -329,6 +329,9 @@ def _check_output(path: str, flag: str = "--out") -> Path:
     out = Path(path)
     if out.is_dir():
         raise IsADirectoryError(f"{flag} {path!r} is a directory; give a file name")
+    for folder in out.parents:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{flag} {path!r}: {str(folder)!r} is a file, not a folder")
     for folder in out.resolve().parents:
         if checkpoint.is_run_dir(folder):
             raise ValueError(
@@ -424,7 +427,9 @@ def _eval(args: argparse.Namespace) -> None:
     if config["kind"] == "vae":
         torch.manual_seed(args.seed)
         x = eval_images(test, train_config.get("binarize", False), device)
-        result.update(evaluate_vae(model, x, batch_size=args.batch_size, iwae_k=args.k))
+        result.update(
+            evaluate_vae(model, x, args.batch_size, iwae_k=args.k, progress=not args.quiet)
+        )
     train = _load_split(args, "train", record)
     if train.labels is None:
         result["note"] = (
@@ -495,6 +500,8 @@ def _generate(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from genai.demo import run_demo
 
+    if not args.out.strip():
+        raise ValueError("--out must name a folder, got an empty path")
     for path in run_demo(Path(args.out), overwrite=args.overwrite, device=args.device):
         print(path)
 

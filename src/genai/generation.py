@@ -108,6 +108,11 @@ def _model_and_tokenizer(
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("the model has no tokenizer; pass tokenizer=...")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+            f"{model.config.vocab_size}: not the tokenizer it was trained with"
+        )
     return model, tokenizer
 
 
@@ -141,6 +146,8 @@ def stream_text(
 
     Arguments as in :func:`generate_text`.
     """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be text (str), got {type(prompt).__name__}")
     model, tokenizer = _model_and_tokenizer(run_dir_or_model, tokenizer, device)
     model_device = next(model.parameters()).device
     ids = tokenizer.encode(prompt) if prompt else []

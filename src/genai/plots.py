@@ -10,10 +10,14 @@ import numpy as np
 import torch
 
 from genai.checkpoint import atomic_write
+from genai.validation import positive_int
 
 
 def _images(images: torch.Tensor | Any) -> torch.Tensor:
-    """``(N, C, H, W)`` or ``(C, H, W)`` images in [0, 1] (tensor or array) as a float CPU tensor."""
+    """``(N, C, H, W)`` or ``(C, H, W)`` images (tensor, array, or a list of them) as a float CPU
+    tensor in [0, 1]: uint8 and other integers are 0-255 levels, floats must lie in [0, 1]."""
+    if isinstance(images, (list, tuple)) and images and all(map(torch.is_tensor, images)):
+        images = torch.stack([x.detach().cpu() for x in images])
     if not torch.is_tensor(images):
         try:
             images = torch.as_tensor(np.asarray(images))
@@ -21,16 +25,30 @@ def _images(images: torch.Tensor | Any) -> torch.Tensor:
             raise TypeError(
                 f"images must be a tensor or an array, got {type(images).__name__}"
             ) from e
+    given = tuple(images.shape)
     if images.dim() == 3:
         images = images.unsqueeze(0)
     if images.dim() != 4 or images.shape[1] not in (1, 3, 4):
-        raise ValueError(
-            f"images must be (N, C, H, W) with C in 1, 3, 4, got {tuple(images.shape)}"
-        )
+        last = given[-1] in (1, 3, 4) and len(given) in (3, 4)
+        hint = " (channels last? move them first: x.permute(2, 0, 1))" if last else ""
+        raise ValueError(f"images must be (N, C, H, W) with C in 1, 3, 4, got {given}{hint}")
     if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
-        raise ValueError(f"no images to show: shape {tuple(images.shape)}")
+        raise ValueError(f"no images to show: shape {given}")
     images = images.detach().cpu()
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if images.dtype == torch.bool:
+        return images.float()
+    lo, hi = float(images.min()), float(images.max())
+    if not images.is_floating_point():
+        if lo < 0 or hi > 255:
+            raise ValueError(f"integer images must be 0-255 levels, got values in [{lo}, {hi}]")
+        return images.float() / 255.0
+    if not (lo >= -1e-3 and hi <= 1.0 + 1e-3):  # rounding passes (and is clamped); NaN does not
+        hint = "; a [-1, 1] image: (x + 1) / 2" if lo >= -1.0 and hi <= 1.0 else ""
+        hint = "; 0-255 levels: x / 255 or a uint8 tensor" if hi > 1.5 else hint
+        raise ValueError(
+            f"float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}"
+        )
+    return images.float().clamp_(0.0, 1.0)
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -43,8 +61,9 @@ def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     """
     from torchvision.utils import make_grid
 
-    if not isinstance(nrow, int) or nrow <= 0:
-        raise ValueError(f"nrow must be a positive integer, got {nrow!r}")
+    nrow = positive_int("nrow", nrow)
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
     return make_grid(_images(images), nrow=nrow, padding=padding, pad_value=1.0).clamp_(0, 1)
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import operator
 import types
 import typing
 from typing import Any
@@ -128,3 +129,15 @@ def check_model(model: Any, cls: type, function: str) -> None:
     """Raise ``TypeError`` unless ``model`` is a ``cls`` (the model ``function`` trains)."""
     if not isinstance(model, cls):
         raise TypeError(f"{function} trains a {cls.__name__}, got {type(model).__name__}")
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int if it is a positive integer (NumPy integers and 0-d integer tensors
+    too, not bools), else ``ValueError`` naming ``name``."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        n = None
+    if n is None or isinstance(value, bool) or n <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return n

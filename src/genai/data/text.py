@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import sysconfig
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -260,8 +259,12 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
         if not path.is_file():
             raise FileNotFoundError(f"no tiny-shakespeare text at {str(path)!r}")
         return _read_files([path])
-    cache = Path(os.environ.get("GENAI_CACHE", Path.home() / ".cache" / "genai"))
-    path = cache / "tinyshakespeare" / "input.txt"
+    from genai.data.images import cache_dir, default_root
+
+    path = default_root() / "tinyshakespeare" / "input.txt"  # where every download goes
+    legacy = cache_dir() / "tinyshakespeare" / "input.txt"  # the location before $GENAI_DATA
+    if not path.is_file() and legacy.is_file():
+        path = legacy
     if not path.is_file():
         if not download:
             raise FileNotFoundError(

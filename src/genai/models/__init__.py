@@ -8,6 +8,7 @@ from torch import nn
 from genai.models.gan import GAN, GANConfig
 from genai.models.gpt import GPT, GPTConfig
 from genai.models.vae import VAE, VAEConfig
+from genai.validation import coerce_config
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "vae": (VAEConfig, VAE),
@@ -50,7 +51,7 @@ def get_model(name: str, **config) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
     config_cls, model_cls = MODELS[name]
-    config = config_cls(**config)
+    config = coerce_config(config, config_cls)  # a misspelled field is named
     try:
         with torch.device("meta"):
             count = sum(p.numel() for p in model_cls(config).parameters())

@@ -29,6 +29,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,7 +37,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genai.checkpoint import Pretrained
 from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, coerce_config
+from genai.validation import check_fields, coerce_config, positive_int
 
 ARCHS = ("conv", "mlp")
 LOSSES = ("non-saturating", "hinge")
@@ -292,6 +293,8 @@ class GAN(nn.Module, Pretrained):
             return None
         if self.config.num_classes is None:
             raise ValueError("labels given to an unconditional GAN (num_classes is None)")
+        if torch.is_tensor(labels) and labels.dim() == 0 or isinstance(labels, np.integer):
+            labels = int(labels)  # one class, as a 0-d tensor or a NumPy integer
         if isinstance(labels, (int, str)):
             labels = [labels] * n
         if isinstance(labels, (list, tuple)):
@@ -340,8 +343,7 @@ class GAN(nn.Module, Pretrained):
         Returns:
             Images ``(n, C, H, W)`` in [0, 1].
         """
-        if not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = positive_int("n", n)
         labels = self.as_labels(n, labels)
         p = next(self.ema.parameters())
         z = torch.randn(n, self.config.latent_dim, device=p.device, generator=generator)

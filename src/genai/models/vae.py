@@ -25,7 +25,7 @@ from torch import nn
 
 from genai.checkpoint import Pretrained
 from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, coerce_config
+from genai.validation import check_fields, coerce_config, positive_int
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
@@ -234,7 +234,9 @@ class VAE(nn.Module, Pretrained):
             start = -1.0 if config.likelihood == "gaussian" else -3.0
             self.log_scale = nn.Parameter(torch.full(shape, start))
 
-    def _check(self, x: torch.Tensor) -> None:
+    def _check(self, x: torch.Tensor, values: bool = False) -> torch.Tensor:
+        """``x`` checked (type, shape, device; with ``values``, the [0, 1] range, one device
+        sync) and in the weights' float dtype (NumPy's float64 becomes float32)."""
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(
                 f"expected a float tensor of images in [0, 1], got "
@@ -245,10 +247,24 @@ class VAE(nn.Module, Pretrained):
                 f"expected images of shape (B, {', '.join(map(str, self.config.image_shape))}), "
                 f"got {tuple(x.shape)}"
             )
+        p = next(self.parameters())
+        if x.device != p.device:
+            raise ValueError(
+                f"the images are on {x.device} but the model is on {p.device}; move one: "
+                f"x.to({str(p.device)!r}) or model.to(...)"
+            )
+        if values and x.numel():
+            lo, hi = torch.aminmax(x)
+            if not (float(lo) >= 0.0 and float(hi) <= 1.0):  # also refuses NaN
+                raise ValueError(
+                    f"images must lie in [0, 1], got values in [{float(lo):.3g}, {float(hi):.3g}]"
+                    + ("; divide 0-255 pixels by 255" if float(hi) > 1.5 else "")
+                )
+        return x.to(p.dtype) if x.dtype == torch.float64 else x
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, C, H, W)`` -> mean and log-variance of q(z|x), each ``(B, latent_dim)``."""
-        self._check(x)
+        x = self._check(x)
         h = self.encoder(x.flatten(1) if self.config.arch == "mlp" else x)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
@@ -288,6 +304,7 @@ class VAE(nn.Module, Pretrained):
             ``recon`` (= -E_q log p(x|z)), ``kl``, ``loss`` (= recon + beta * kl, minimized) and
             ``elbo`` (= -(recon + kl), a lower bound on log p(x)).
         """
+        x = self._check(x)  # the range is not checked here: one device sync per step
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
         recon = -self.log_likelihood(x, self.decode(z)).mean()
@@ -321,6 +338,7 @@ class VAE(nn.Module, Pretrained):
         """
         if k <= 0 or chunk <= 0:
             raise ValueError(f"k and chunk must be > 0, got k={k}, chunk={chunk}")
+        x = self._check(x, values=True)
         mu, logvar = self.encode(x)  # (B, D)
         b = x.shape[0]
         log_w = []
@@ -337,8 +355,7 @@ class VAE(nn.Module, Pretrained):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` draws from the prior: ``(n, C, H, W)`` decoder means in [0, 1]."""
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = positive_int("n", n)
         p = next(self.parameters())
         z = torch.randn(
             n, self.config.latent_dim, device=p.device, dtype=p.dtype, generator=generator
@@ -348,7 +365,7 @@ class VAE(nn.Module, Pretrained):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder mean at the posterior mean: ``(B, C, H, W)`` in [0, 1]."""
-        mu, _ = self.encode(x)
+        mu, _ = self.encode(self._check(x, values=True))
         return torch.sigmoid(self.decode(mu))
 
     @torch.no_grad()
@@ -373,9 +390,10 @@ class VAE(nn.Module, Pretrained):
         Returns:
             ``(B, C, H, W)``: ``x`` where observed, the model's completion elsewhere.
         """
-        self._check(x)
+        x = self._check(x, values=True)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        mask = torch.as_tensor(mask)  # a NumPy array too
         try:
             mask = torch.broadcast_to(mask.to(device=x.device, dtype=torch.bool), x.shape)
         except RuntimeError as e:
