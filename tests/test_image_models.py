@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -225,6 +226,9 @@ def test_vae_inputs_are_checked_and_float64_converted():
     a = vae.impute(x, mask.numpy(), steps=2)
     torch.manual_seed(0)
     torch.testing.assert_close(a, vae.impute(x, mask, steps=2))
+    holes = torch.where(mask, x, torch.nan)  # missing pixels may hold anything, NaN included
+    torch.manual_seed(0)
+    torch.testing.assert_close(vae.impute(holes, mask, steps=2), a)
 
 
 def test_show_and_grid_take_levels_and_refuse_other_ranges():
@@ -242,6 +246,13 @@ def test_show_and_grid_take_levels_and_refuse_other_ranges():
     ):
         with pytest.raises(ValueError, match=match):
             genai.show(bad)
-    with pytest.raises(ValueError, match="padding must be an integer >= 0"):
+    with pytest.raises(ValueError, match="padding must be a positive integer, got -1"):
         genai.grid(x, padding=-1)
-    assert genai.GAN(GANConfig(num_classes=3, g_width=8)).sample(2, labels=torch.tensor(1)).shape
+    with pytest.raises(ValueError, match=r"x.permute\(0, 3, 1, 2\)"):
+        genai.show(torch.rand(2, 8, 8, 3))
+    gan = genai.GAN(GANConfig(num_classes=3, g_width=8))
+    assert gan.as_labels(2, torch.tensor(1)).tolist() == [1, 1]
+    assert gan.as_labels(2, np.int64(2)).tolist() == [2, 2]
+    for bad in (torch.tensor(1.9), torch.tensor(True)):
+        with pytest.raises((TypeError, ValueError)):
+            gan.as_labels(2, bad)

@@ -149,3 +149,19 @@ def test_token_batches_are_shifted_windows_and_a_pure_function_of_step():
 def test_token_batches_need_more_tokens_than_the_block():
     with pytest.raises(ValueError, match="needs more than block_size=16"):
         TokenBatches(torch.arange(16), block_size=16, batch_size=2)
+
+
+def test_shakespeare_download_place_and_the_older_one(tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    with pytest.raises(FileNotFoundError, match="genai-data/tinyshakespeare/input.txt"):
+        load_text("shakespeare")  # looked for where downloads go: $GENAI_DATA
+    old = Path(os.environ["GENAI_CACHE"]) / "tinyshakespeare" / "input.txt"
+    old.parent.mkdir(parents=True)
+    old.write_text("First Citizen:\nold place")
+    assert load_text("shakespeare").endswith("old place")  # a download made before still found
+    new = Path(os.environ["GENAI_DATA"]) / "tinyshakespeare" / "input.txt"
+    new.parent.mkdir(parents=True)
+    new.write_text("First Citizen:\nnew place")
+    assert load_text("shakespeare").endswith("new place")

@@ -30,7 +30,8 @@ def _images(images: torch.Tensor | Any) -> torch.Tensor:
         images = images.unsqueeze(0)
     if images.dim() != 4 or images.shape[1] not in (1, 3, 4):
         last = given[-1] in (1, 3, 4) and len(given) in (3, 4)
-        hint = " (channels last? move them first: x.permute(2, 0, 1))" if last else ""
+        order = "2, 0, 1" if len(given) == 3 else "0, 3, 1, 2"
+        hint = f" (channels last? move them first: x.permute({order}))" if last else ""
         raise ValueError(f"images must be (N, C, H, W) with C in 1, 3, 4, got {given}{hint}")
     if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
         raise ValueError(f"no images to show: shape {given}")
@@ -62,8 +63,8 @@ def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     from torchvision.utils import make_grid
 
     nrow = positive_int("nrow", nrow)
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+    if padding != 0:
+        padding = positive_int("padding", padding)
     return make_grid(_images(images), nrow=nrow, padding=padding, pad_value=1.0).clamp_(0, 1)
 
 

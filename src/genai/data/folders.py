@@ -186,6 +186,7 @@ def decode_files(
 
 
 def _defaults(
+    folder: Path,
     files: list[Path],
     image_size: int | None,
     channels: int | None,
@@ -208,7 +209,6 @@ def _defaults(
         sizes = {size for _, size in headers}
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
-            folder = os.path.commonpath([f.parent for f in files])  # the folder given
             raise DatasetError(
                 f"{folder}: the images have {len(sizes)} different sizes ({shown}, ...); "
                 "pass image_size (--image-size) to resize them all to one square size"
@@ -287,7 +287,7 @@ def load_folder(
     else:
         size, c = image_size, channels
         if size is None or c is None:
-            size, c = _defaults(files, image_size, channels, num_workers, progress)
+            size, c = _defaults(folder, files, image_size, channels, num_workers, progress)
         images = decode_files(files, size, c, num_workers, progress)
         if use_cache:
             _write_cache(stem, images, {"folder": str(folder), "count": len(files)})

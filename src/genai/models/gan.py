@@ -293,8 +293,11 @@ class GAN(nn.Module, Pretrained):
             return None
         if self.config.num_classes is None:
             raise ValueError("labels given to an unconditional GAN (num_classes is None)")
-        if torch.is_tensor(labels) and labels.dim() == 0 or isinstance(labels, np.integer):
-            labels = int(labels)  # one class, as a 0-d tensor or a NumPy integer
+        scalar = torch.is_tensor(labels) and labels.dim() == 0
+        if isinstance(labels, np.integer) or (
+            scalar and not labels.dtype.is_floating_point and labels.dtype != torch.bool
+        ):
+            labels = int(labels)  # one class, as a NumPy integer or a 0-d integer tensor
         if isinstance(labels, (int, str)):
             labels = [labels] * n
         if isinstance(labels, (list, tuple)):

@@ -390,7 +390,7 @@ class VAE(nn.Module, Pretrained):
         Returns:
             ``(B, C, H, W)``: ``x`` where observed, the model's completion elsewhere.
         """
-        x = self._check(x, values=True)
+        x = self._check(x)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         mask = torch.as_tensor(mask)  # a NumPy array too
@@ -400,6 +400,7 @@ class VAE(nn.Module, Pretrained):
             raise ValueError(
                 f"mask of shape {tuple(mask.shape)} does not fit x {tuple(x.shape)}"
             ) from e
+        self._check(torch.where(mask, x, 0.5), values=True)  # missing pixels may hold anything
         current = torch.where(mask, x, torch.full_like(x, 0.5))
         for _ in range(steps):
             mu, logvar = self.encode(current)
