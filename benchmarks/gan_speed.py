@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lm import matmul_gflops  # this folder's lm.py (the script's folder is on sys.path)
 from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -49,6 +50,7 @@ from genai.training.engine import Trainer
 from genai.training.gan import GANTask, GANTrainConfig
 
 SHAPE = (3, 64, 64)
+PEAK_DTYPES = (("fp32", "float32"), ("bf16", "bfloat16"))
 BATCH = 64
 
 
@@ -157,19 +159,6 @@ def flop_per_image(loop) -> float:
     return counter.get_total_flops() / BATCH
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of an ``n`` x ``n`` matrix product on this CPU (median of ``repeats``)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
 def timed(loop, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -209,7 +198,7 @@ def main() -> None:
         for loop in loops.values():
             timed(loop, args.warmup)
         flops = {name: flop_per_image(loop) for name, loop in loops.items()}
-        peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        peak = {d: matmul_gflops(getattr(torch, t), n=2048) for d, t in PEAK_DTYPES}
         rates: dict[str, list[float]] = {name: [] for name in loops}
         names = list(loops)
         for r in range(args.rounds):

@@ -52,6 +52,19 @@ def assert_same(a: dict, b: dict):
         assert torch.equal(a[k], b[k]), k
 
 
+def same_start():
+    """A factory of tiny VAEs that all start from one seeded initialization."""
+    torch.manual_seed(0)
+    init = state(VAE(VAEConfig(**TINY)))
+
+    def model():
+        m = VAE(VAEConfig(**TINY))
+        m.load_state_dict(init)
+        return m
+
+    return model
+
+
 class Killed(BaseException):
     """A kill: not an Exception, so nothing on the way catches it."""
 
@@ -82,14 +95,7 @@ def kill_at_rename(monkeypatch, k: int):
 def test_a_kill_between_any_two_renames_leaves_one_whole_checkpoint(tmp_path, data, monkeypatch):
     """Kill the step-8 save at each of its renames: the run loads (step 4 or 8, each with its own
     weights) and resumes to exactly the weights of an uninterrupted run."""
-    torch.manual_seed(0)
-    init = state(VAE(VAEConfig(**TINY)))
-
-    def model():
-        m = VAE(VAEConfig(**TINY))
-        m.load_state_dict(init)
-        return m
-
+    model = same_start()
     full = model()
     train_vae(full, data, config(tmp_path / "full", max_steps=12))
     at4, at8 = model(), model()
@@ -567,14 +573,7 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, data):
     """The first SIGINT (or SIGTERM) stops training after the step in progress, saves it and
     raises TrainingInterrupted; resuming then ends with the uninterrupted run's weights. A
     second signal interrupts at once."""
-    torch.manual_seed(0)
-    init = state(VAE(VAEConfig(**TINY)))
-
-    def model():
-        m = VAE(VAEConfig(**TINY))
-        m.load_state_dict(init)
-        return m
-
+    model = same_start()
     full = model()
     train_vae(full, data, config(tmp_path / "full"))
     before = signal.getsignal(signal.SIGINT)
