@@ -49,6 +49,9 @@ def test_gan_on_a_folder_records_its_data_and_samples_by_name(tmp_path, color_fo
     assert Image.open(grid).mode == "RGB"
     assert main(["-q", "sample", str(run), "--label", "pear", "--out", str(grid)]) == 2
     assert "unknown class 'pear'; class names: apple, sea" in capsys.readouterr().err
+    twice = ["-q", "sample", str(run), "--label", "sea", "--label", "apple", "--out", str(grid)]
+    assert main(twice) == 2
+    assert "--label given 2 times; a grid draws one class" in capsys.readouterr().err
 
     # --resume reads the recorded folder and size: no --data needed
     assert main(["-q", "train", "gan", "--resume", str(run), "--max-steps", "3"]) == 0

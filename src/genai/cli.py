@@ -375,9 +375,11 @@ def _sample(args: argparse.Namespace) -> None:
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(args.seed)
     if args.label is not None:
+        if len(args.label) > 1:
+            raise ValueError(f"--label given {len(args.label)} times; a grid draws one class")
         if not hasattr(model, "config") or getattr(model.config, "num_classes", None) is None:
             raise ValueError(f"--label needs a class-conditional model; {args.run_dir} is not one")
-        images = model.sample(args.n, labels=args.label, generator=generator)
+        images = model.sample(args.n, labels=args.label[0], generator=generator)
     else:
         images = model.sample(args.n, generator=generator)
     out = save_grid(images, args.out, nrow=args.nrow)
@@ -546,7 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--nrow", type=int, default=8)
     sample.add_argument(
-        "--label", default=None, help="class to draw, by index or name (conditional models)"
+        "--label",
+        action="append",
+        default=None,
+        help="class to draw, by index or name (conditional models)",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
