@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from genai.checkpoint import atomic_write
-from genai.validation import positive_int
+from genai.validation import check_unit_range, positive_int
 
 
 def _images(images: torch.Tensor | Any) -> torch.Tensor:
@@ -38,17 +38,12 @@ def _images(images: torch.Tensor | Any) -> torch.Tensor:
     images = images.detach().cpu()
     if images.dtype == torch.bool:
         return images.float()
-    lo, hi = float(images.min()), float(images.max())
     if not images.is_floating_point():
+        lo, hi = int(images.min()), int(images.max())
         if lo < 0 or hi > 255:
             raise ValueError(f"integer images must be 0-255 levels, got values in [{lo}, {hi}]")
         return images.float() / 255.0
-    if not (lo >= -1e-3 and hi <= 1.0 + 1e-3):  # rounding passes (and is clamped); NaN does not
-        hint = "; a [-1, 1] image: (x + 1) / 2" if lo >= -1.0 and hi <= 1.0 else ""
-        hint = "; 0-255 levels: x / 255 or a uint8 tensor" if hi > 1.5 else hint
-        raise ValueError(
-            f"float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}"
-        )
+    check_unit_range(images, tolerance=1e-3)  # rounding passes, and is clamped
     return images.float().clamp_(0.0, 1.0)
 
 

@@ -141,3 +141,17 @@ def positive_int(name: str, value: Any) -> int:
     if n is None or isinstance(value, bool) or n <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return n
+
+
+def check_unit_range(x: Any, what: str = "float images", tolerance: float = 0.0) -> None:
+    """Raise ``ValueError`` unless float tensor ``x`` lies in [0, 1] (within ``tolerance``; NaN
+    never does), naming the range found and, for 0-255 levels or [-1, 1] images, the fix."""
+    lo, hi = (float(v) for v in x.aminmax())
+    if lo >= -tolerance and hi <= 1.0 + tolerance:
+        return
+    hint = ""
+    if hi > 1.5:
+        hint = "; 0-255 levels: divide by 255 (x / 255) or pass uint8"
+    elif lo >= -1.0 and hi <= 1.0:
+        hint = "; a [-1, 1] image: (x + 1) / 2"
+    raise ValueError(f"{what} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genai.validation import check_unit_range
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
@@ -254,11 +256,7 @@ def images_from_array(
     if images.shape[2] == 0 or images.shape[3] == 0:
         raise ValueError(f"images: empty images, shape {tuple(images.shape)}")
     if images.is_floating_point():
-        lo, hi = float(images.min()), float(images.max())
-        if not (lo >= 0.0 and hi <= 1.0):  # also refuses NaN
-            raise ValueError(
-                f"images: float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]"
-            )
+        check_unit_range(images, "images: float images")
         images = images.float().mul(255.0).round_().to(torch.uint8)
     elif images.dtype != torch.uint8:
         raise TypeError(f"images: expected uint8 or float in [0, 1], got {images.dtype}")

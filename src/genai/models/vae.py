@@ -25,7 +25,7 @@ from torch import nn
 
 from genai.checkpoint import Pretrained
 from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, coerce_config, positive_int
+from genai.validation import check_fields, check_unit_range, coerce_config, positive_int
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
@@ -254,12 +254,7 @@ class VAE(nn.Module, Pretrained):
                 f"x.to({str(p.device)!r}) or model.to(...)"
             )
         if values and x.numel():
-            lo, hi = torch.aminmax(x)
-            if not (float(lo) >= 0.0 and float(hi) <= 1.0):  # also refuses NaN
-                raise ValueError(
-                    f"images must lie in [0, 1], got values in [{float(lo):.3g}, {float(hi):.3g}]"
-                    + ("; divide 0-255 pixels by 255" if float(hi) > 1.5 else "")
-                )
+            check_unit_range(x, "images")
         return x.to(p.dtype) if x.dtype == torch.float64 else x
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -610,11 +610,9 @@ def _fit(
             # Shown at the bar's next refresh; refreshing here would redraw it every log step.
             bar.set_postfix(loss=f"{last_train['loss']:.4g}", refresh=False)
             sums, count = {}, 0
-        # A stop request skips them: an evaluation can outlast a scheduler's grace period.
-        evaluate = main_process and _due(done, config.eval_every, per_epoch, total)
-        evaluate = evaluate and stop.signal is None
-        sample = main_process and _due(done, config.sample_every, per_epoch, total)
-        sample = sample and stop.signal is None
+        go_on = stop.signal is None  # a stop skips them: they can outlast a grace period
+        evaluate = main_process and go_on and _due(done, config.eval_every, per_epoch, total)
+        sample = main_process and go_on and _due(done, config.sample_every, per_epoch, total)
         if evaluate or sample:
             check_finite()
             task.model.eval()
