@@ -233,3 +233,46 @@ def test_output_paths_that_are_empty_or_under_a_file(tmp_path, capsys):
     assert main(["-q", "sample", str(run), "--out", str(tmp_path / "afile" / "x.png")]) == 2
     err = capsys.readouterr().err
     assert f"{str(tmp_path / 'afile')!r} is a file, not a folder" in err
+
+
+def test_eval_checks_the_data_against_the_model(tmp_path, color_folder, capsys):
+    run = tmp_path / "run"
+    argv = ["-q", "train", "gan", "--data", str(color_folder), "--image-size", "32"]
+    assert main([*argv, "--num-classes", "2", "--out-dir", str(run), *GAN_TINY, *COMMON]) == 0
+    ev = ["-q", "eval", str(run), "--device", "cpu", "--no-inception", "--samples", "8"]
+    assert main([*ev, "--image-size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "model takes (3, 32, 32) images but the data (fruit test) are (3, 16, 16)" in err
+    other = tmp_path / "other"  # two other classes, same size: the model's names are not its
+    for name in ("cat", "dog"):
+        (other / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(other / name / "0.png")
+    assert main([*ev, "--data", str(other)]) == 2
+    assert "the model's classes (apple, sea) are not the data's (cat, dog)" in (
+        capsys.readouterr().err
+    )
+    one = tmp_path / "one" / "cat"  # labeled with one class only: nothing to classify
+    one.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((32, 32, 3), 9 * i, np.uint8)).save(one / f"{i}.png")
+    vae = tmp_path / "vae"
+    argv = ["-q", "train", "vae", "--data", str(one.parent), "--out-dir", str(vae)]
+    argv += ["--arch", "mlp", "--hidden-dims", "8", "--latent-dim", "2", "--batch-size", "2"]
+    assert main([*argv, *COMMON]) == 0
+    capsys.readouterr()
+    assert main(["-q", "eval", str(vae), "--device", "cpu", "--k", "2", "--no-inception"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "labeled with one class only" in result["note"] and "fid" not in result
+
+
+def test_conv_widths_fit_the_datas_size_and_a_gan_needs_two_images(tmp_path, color_folder, capsys):
+    run = tmp_path / "v"
+    argv = ["-q", "train", "vae", "--data", str(color_folder), "--image-size", "32"]
+    argv += ["--channels", "4", "8", "8", "--latent-dim", "2", "--out-dir", str(run)]
+    assert main([*argv, "--batch-size", "4", *COMMON]) == 0
+    config = json.loads((run / "config.json").read_text())["model_config"]
+    assert config["channels"] == [4, 8, 8] and config["image_shape"] == [3, 32, 32]
+    argv = ["-q", "train", "gan", "--data", str(color_folder), "--out-dir", str(tmp_path / "g")]
+    assert main([*argv, *GAN_TINY, "--batch-size", "1", *COMMON]) == 2
+    assert "batch_size must be >= 2 for a GAN, got 1" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()

@@ -125,6 +125,9 @@ def test_conditional_sampling_follows_the_requested_labels():
     assert a.shape == (3, 1, 28, 28)
     assert torch.equal(a[:2], b[:2])  # same noise, same labels: same images
     assert not torch.equal(a[2], b[2])  # same noise, another label: another image
+    named = GAN(GANConfig(num_classes=2, class_names=("ant", "bee"), **TINY))
+    assert named.as_labels(3, np.array(["bee", "ant", "bee"])).tolist() == [1, 0, 1]
+    assert named.as_labels(2, np.array(1)).tolist() == [1, 1]
 
 
 def test_projection_discriminator_is_linear_plus_label_projection():
@@ -472,6 +475,12 @@ def test_diff_augment_shifts_and_cuts_out_differentiably():
     y.sum().backward()
     visible = bright.any(1).float()
     torch.testing.assert_close(x.grad[:, 0, 14, 14], visible)  # gradient iff it is visible
+
+
+def test_diff_augment_cuts_out_across_the_whole_width_of_wide_images():
+    y = diff_augment(torch.ones(512, 1, 4, 32), shift=0, cut=2)  # 4 high, 32 wide
+    cut_columns = (y == -1.0)[:, 0].any(1).nonzero()[:, 1]
+    assert cut_columns.max() >= 28  # the cutout reaches the right-hand side, not only x < 4
 
 
 def test_mode_seeking_penalty_is_the_formula():

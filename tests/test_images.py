@@ -1,5 +1,6 @@
 """Image sources: folders, CIFAR-10's on-disk format, arrays, .npz; resizing, caching, errors."""
 
+import os
 import pickle
 
 import numpy as np
@@ -11,6 +12,7 @@ from genai.data import folders
 from genai.data.images import (
     DatasetError,
     ImageBatches,
+    MissingSplitError,
     convert_channels,
     load_images,
     load_recorded,
@@ -186,7 +188,7 @@ def test_cifar_pickle_that_runs_code_is_refused(tmp_path, cifar10_root):
 
     with open(folder / "test_batch", "wb") as f:
         pickle.dump({"data": Evil(), "labels": []}, f)
-    with pytest.raises(DatasetError, match=r"test_batch: not a readable CIFAR batch.*refusing"):
+    with pytest.raises(DatasetError, match=r"test_batch: not a readable CIFAR file.*refusing"):
         load_images("cifar10", "test", root=tmp_path)
 
 
@@ -285,3 +287,95 @@ def test_runs_recorded_before_image_sources_still_reload():
     data = load_recorded(old, "train")  # GENAI_DATA is empty: the offline digits
     assert data.name == "mnist" and data.image_shape == (1, 28, 28)
     assert data.describe()["source"] == "mnist" and data.class_names[3] == "3"
+
+
+def test_the_cache_keeps_folders_with_the_same_file_names_apart(tmp_path):
+    """train/cat/0.bmp and test/cat/0.bmp: same relative path, size and mtime, other pixels."""
+    for split, value in (("train", 0), ("test", 255)):
+        for k in ("cat", "dog"):
+            path = tmp_path / "ds" / split / k / "0.bmp"
+            path.parent.mkdir(parents=True)
+            Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
+            os.utime(path, ns=(10**18, 10**18))  # as extracted from one tar: equal mtimes
+    for split, value in (("train", 0), ("test", 255), ("train", 0)):
+        assert load_images(tmp_path / "ds", split, progress=False).images.float().mean() == value
+
+
+def test_a_train_folder_without_test_is_the_split_layout(tmp_path):
+    for k in ("cat", "dog"):
+        _png(tmp_path / "ds" / "train" / k / "0.png", np.zeros((8, 8), np.uint8))
+    train = load_images(tmp_path / "ds", progress=False)
+    assert train.class_names == ("cat", "dog")  # not one class named "train"
+    with pytest.raises(MissingSplitError, match=r"no test split \(it has train/ but no test/\)"):
+        load_images(tmp_path / "ds", "test", progress=False)
+
+
+def test_exif_orientation_turns_photos_upright(tmp_path):
+    stored = np.full((20, 40, 3), 255, np.uint8)  # 40 wide, 20 high, as the sensor stored it
+    stored[:, :20] = (255, 0, 0)  # left half red: the top once turned upright (orientation 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    image = load_images(tmp_path, progress=False).images[0].permute(1, 2, 0).numpy()
+    assert image.shape == (20, 20, 3)  # the square crop of the upright 20x40 photo
+    assert image[0, 10, 0] > 200 and image[0, 10, 1] < 60  # red on top, not on the left
+
+
+def test_empty_class_folders_and_symlink_loops_are_named(tmp_path, caplog):
+    _png(tmp_path / "ds" / "cat" / "0.png", np.zeros((8, 8), np.uint8))
+    _png(tmp_path / "ds" / "dog" / "0.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "ds" / "bird").mkdir()
+    os.symlink(tmp_path / "ds" / "cat", tmp_path / "ds" / "cat" / "loop")
+    data = load_images(tmp_path / "ds", progress=False)
+    assert data.class_names == ("cat", "dog") and len(data) == 2
+    assert "subfolders without images are not classes: bird" in caplog.text
+    assert "a symlink back to a folder already read" in caplog.text
+
+
+def test_decoding_more_than_memory_holds_names_the_setting(tmp_path, monkeypatch):
+    _png(tmp_path / "0.png", np.zeros((8, 8), np.uint8))
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(folders.torch, "empty", no_memory)
+    with pytest.raises(
+        DatasetError, match=r"1 images of 1x9000x9000 need 0.1 GiB .*\(--image-size\)"
+    ):
+        load_images(tmp_path, image_size=9000, progress=False)
+
+
+def test_damaged_npz_and_cifar_files_are_named(tmp_path, cifar10_root):
+    np.savez(tmp_path / "ok.npz", images=np.zeros((4, 8, 8), np.uint8), labels=[0, 1, 0, 1],
+             class_names=np.array([b"ant", b"bee"]))  # fmt: skip
+    assert load_images(tmp_path / "ok.npz").class_names == ("ant", "bee")  # bytes decoded
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:200])
+    with pytest.raises(DatasetError, match=r"cut.npz: not a readable .npz file \(BadZipFile"):
+        load_images(tmp_path / "cut.npz")
+    batch = cifar10_root / "data_batch_2"
+    batch.write_bytes(batch.read_bytes().replace(b"latin1", b"larin1"))  # numpy's dtype pickle
+    with pytest.raises(DatasetError, match="data_batch_2: not a readable CIFAR file"):
+        load_images("cifar10", root=tmp_path)
+    with open(cifar10_root / "batches.meta", "wb") as f:
+        pickle.dump(["cat", "dog"], f)
+    with pytest.raises(DatasetError, match="batches.meta: expected a dict with a list"):
+        load_images("cifar10", "test", root=tmp_path)
+
+
+def test_numpy_sizes_and_names_are_taken_and_a_string_is_not_a_list_of_names():
+    images = np.zeros((2, 8, 8), np.uint8)
+    assert load_images(images, image_size=np.int64(4)).image_shape == (1, 4, 4)
+    with pytest.raises(TypeError, match="class_names: expected a list of names, got 'ab'"):
+        load_images(images, labels=[0, 1], class_names="ab")
+    with pytest.raises(TypeError, match="labels: expected integer class indices, got <U1"):
+        load_images(images, labels=np.array(["a", "b"]))
+
+
+def test_a_celeba_copy_without_a_split_says_so(tmp_path):
+    _png(tmp_path / "celeba" / "img_align_celeba" / "000001.jpg", np.zeros((20, 16, 3), np.uint8))
+    (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 0\n")
+    assert load_images("celeba", root=tmp_path, image_size=8, progress=False).image_shape == (
+        3, 8, 8,
+    )  # fmt: skip
+    with pytest.raises(MissingSplitError, match=r"no images of the test split \(partition 2\)"):
+        load_images("celeba", "test", root=tmp_path, image_size=8, progress=False)

@@ -220,3 +220,25 @@ def test_inception_fid_download_without_a_network_is_an_oserror_naming_the_weigh
     monkeypatch.setattr(fi, "load_state_dict_from_url", offline)
     with pytest.raises(OSError, match=r"could not download the Inception-v3 FID weights to .*"):
         metrics.inception_fid(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), download=True)
+
+
+def test_a_damaged_or_other_class_count_cache_entry_is_trained_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENAI_CACHE", str(tmp_path))
+    x = (blobs(12) * 255).to(torch.uint8)
+    two = ImageDataset(x, torch.arange(12) % 2, "blobs", "train", "test")
+    metrics.metric_classifier(two, steps=2)
+    (entry,) = (tmp_path / "classifiers").glob("blobs-*.safetensors")
+    entry.write_bytes(b"")  # a damaged cache file: trained again, with a warning
+    assert metrics.metric_classifier(two, steps=2).head.out_features == 2
+    assert entry.stat().st_size > 0
+    # the same images and labels with a third class name: a classifier of 3 classes
+    three = ImageDataset(x, two.labels, "blobs", "train", "test", ("a", "b", "c"))
+    assert metrics.metric_classifier(three, steps=2).head.out_features == 3
+
+
+def test_evaluate_vae_refuses_no_images():
+    from genai import VAE, VAEConfig
+
+    model = VAE(VAEConfig(arch="mlp", hidden_dims=(8,), latent_dim=2))
+    with pytest.raises(ValueError, match="at least one image"):
+        metrics.evaluate_vae(model, torch.zeros(0, 1, 28, 28))

@@ -640,3 +640,41 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, data):
     finally:
         signal.signal(signal.SIGINT, before)
     assert checkpoint.load_config(tmp_path / "ignored")["step"] == 8
+
+
+def test_checkpoints_are_saved_before_evaluations_that_fail_or_are_interrupted(
+    tmp_path, data, monkeypatch, caplog
+):
+    from genai.training.vae import VAETask
+
+    evaluate = VAETask.evaluate
+    calls = []
+
+    def failing(self):
+        calls.append(1)
+        raise RuntimeError("the evaluation broke")
+
+    monkeypatch.setattr(VAETask, "evaluate", failing)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="the evaluation broke"):
+        train_vae(VAE(VAEConfig(**TINY)), data, config(out, eval_every=0, max_steps=8))
+    assert calls and checkpoint.load_config(out)["step"] == 8  # the training is kept
+
+    def interrupted(self):  # a Ctrl-C while evaluating at step 6, between checkpoints
+        if self.model.training is False and len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        calls.append(1)
+        return evaluate(self)
+
+    calls.clear()
+    monkeypatch.setattr(VAETask, "evaluate", interrupted)
+    run = tmp_path / "stopped"
+    with pytest.raises(genai.TrainingInterrupted, match=r"stopped at step 6 of 8"):
+        train_vae(VAE(VAEConfig(**TINY)), data, config(run, eval_every=2))
+    assert checkpoint.load_config(run)["step"] == 6
+
+    # resuming on other data than the run's says so
+    monkeypatch.setattr(VAETask, "evaluate", evaluate)
+    fewer = data.subset(torch.arange(len(data) - 16))
+    train_vae(VAE(VAEConfig(**TINY)), fewer, config(run, resume=True))
+    assert f"the data has changed since step 6 ({len(data)} images then" in caplog.text

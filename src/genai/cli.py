@@ -20,7 +20,7 @@ import torch
 
 from genai import checkpoint
 from genai.checkpoint import RunLockedError
-from genai.data.images import MissingSplitError, load_images, load_recorded
+from genai.data.images import MissingSplitError, check_shape, load_images, load_recorded
 from genai.generation import SAMPLING
 from genai.training.engine import NonFiniteLossError, TrainingInterrupted
 
@@ -149,9 +149,10 @@ def _image_splits(args: argparse.Namespace, config, with_test: bool = True):
     return train, test
 
 
-def _fit_model_to_data(model, config, args: argparse.Namespace, data):
-    """A new run takes its image shape from the data: rebuild the model at that shape, seeded
-    by the run (a resumed run keeps its model, and a shape mismatch is an error in training)."""
+def _image_model(kind: str, fields: dict, config, args: argparse.Namespace, data):
+    """The model of an image run: a new run's takes its image shape from the data, seeded by
+    the run; a resumed run's has the recorded fields (a shape mismatch is an error in
+    training)."""
     from genai.models import get_model
 
     shape = data.image_shape
@@ -161,21 +162,17 @@ def _fit_model_to_data(model, config, args: argparse.Namespace, data):
             f"--image-shape {' '.join(map(str, given))} differs from the data's {shape}; "
             f"resize the data instead (--image-size {given[-1]}, --image-channels {given[0]})"
         )
-    if config.resume or model.config.image_shape == shape:
-        return model
-    fields = dataclasses.asdict(model.config)
-    fields["image_shape"] = shape
-    if "likelihood" in fields and getattr(args, "likelihood", None) is None:
-        fields["likelihood"] = None  # chosen by the number of channels
-    torch.manual_seed(config.seed)
-    return get_model(args.kind, **fields)
+    if not config.resume:
+        fields = {**fields, "image_shape": shape}
+    torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
+    return get_model(kind, **fields)
 
 
-def _run_vae(model, config, args: argparse.Namespace) -> dict:
+def _run_vae(fields: dict, config, args: argparse.Namespace) -> dict:
     from genai.training.vae import train_vae
 
     train, test = _image_splits(args, config)
-    model = _fit_model_to_data(model, config, args, train)
+    model = _image_model("vae", fields, config, args, train)
     return train_vae(model, train, config, eval_data=test)
 
 
@@ -206,9 +203,9 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_gpt(model, config, args: argparse.Namespace) -> dict:
+def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
     from genai.data.text import build_tokenizer, load_text, tokenizer_from_dict
-    from genai.models.gpt import GPT
+    from genai.models.gpt import GPT, GPTConfig
     from genai.training.lm import train_gpt
 
     root = args.root
@@ -236,20 +233,20 @@ def _run_gpt(model, config, args: argparse.Namespace) -> dict:
                 f"--vocab-size {vocab_size} is smaller than the tokenizer's vocabulary "
                 f"({tokenizer.vocab_size} tokens)"
             )
-        # The vocabulary comes from the data: rebuild the model at its size, seeded by the run.
-        torch.manual_seed(config.seed)
-        model = GPT(dataclasses.replace(model.config, vocab_size=vocab_size))
+        fields = {**fields, "vocab_size": vocab_size}  # the vocabulary comes from the data
+    torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
+    model = GPT(GPTConfig(**fields))
     if Path(source).exists():  # a file, folder (or root) that a later --resume must find again
         source = str(Path(source).resolve())
     data = {"source": source, "root": str(Path(root).resolve()) if root else None}
     return train_gpt(model, text, tokenizer, config, source=data)
 
 
-def _run_gan(model, config, args: argparse.Namespace) -> dict:
+def _run_gan(fields: dict, config, args: argparse.Namespace) -> dict:
     from genai.training.gan import train_gan
 
     train, _ = _image_splits(args, config, with_test=False)
-    model = _fit_model_to_data(model, config, args, train)
+    model = _image_model("gan", fields, config, args, train)
     return train_gan(model, train, config)
 
 
@@ -279,7 +276,6 @@ def _train_kinds() -> dict[str, TrainKind]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from genai.models import get_model
 
     spec = _train_kinds()[args.kind]
     model_fields, train_fields = _pick(args, spec.model_config), _pick(args, spec.train_config)
@@ -313,10 +309,11 @@ def _train(args: argparse.Namespace) -> None:
         known = {f.name for f in dataclasses.fields(spec.train_config)}
         train_fields = {**{k: v for k, v in saved_train.items() if k in known}, **train_fields}
         train_fields.update(out_dir=args.resume, resume=True, overwrite=False)
-    config = spec.train_config(**train_fields)  # every check before anything is built or written
-    torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
-    model = get_model(args.kind, **model_fields)
-    summary = spec.run(model, config, args)
+    # Every check before anything is loaded, built or written (conv widths, which depend on the
+    # data's image shape, are checked when the model is built at that shape).
+    config = spec.train_config(**train_fields)
+    spec.model_config(**{k: v for k, v in model_fields.items() if k != "channels"})
+    summary = spec.run(model_fields, config, args)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         print(json.dumps(summary))
 
@@ -422,6 +419,7 @@ def _eval(args: argparse.Namespace) -> None:
             f"{' '.join(str(e).split())}: every figure below is on the training images, which "
             "flatters a model that memorised them"
         )
+    check_shape(model.config.image_shape, test)
     if args.n:
         test = test.subset(
             torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.n]
@@ -433,9 +431,23 @@ def _eval(args: argparse.Namespace) -> None:
             evaluate_vae(model, x, args.batch_size, iwae_k=args.k, progress=not args.quiet)
         )
     train = _load_split(args, "train", record)
-    if train.labels is None:
+    check_shape(model.config.image_shape, train)
+    k = getattr(model.config, "num_classes", None)
+    if k is not None and train.labels is not None and k != train.num_classes:
+        raise ValueError(
+            f"the model draws {k} classes but the data ({train.name}) has {train.num_classes}; "
+            "evaluate it on the data it was trained on"
+        )
+    names = getattr(model.config, "class_names", None)
+    if names and train.class_names and tuple(names) != tuple(train.class_names):
+        raise ValueError(
+            f"the model's classes ({', '.join(names)}) are not the data's "
+            f"({', '.join(train.class_names)}); evaluate it on the data it was trained on"
+        )
+    if train.labels is None or train.labels.unique().numel() < 2:
+        what = "unlabeled" if train.labels is None else "labeled with one class only"
         result["note"] = (
-            f"{train.name} is unlabeled: no metric classifier can be trained on it, so there is "
+            f"{train.name} is {what}: no metric classifier can be trained on it, so there is "
             "no classifier FID, IS, class coverage or label accuracy"
         )
     else:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -41,6 +42,7 @@ from genai.progress import progress_bar
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
+_CLASSIFIER_VERSION = 1  # part of the classifier cache's key: bump when ImageClassifier changes
 
 
 class ImageClassifier(nn.Module):
@@ -97,8 +99,8 @@ def _as_float(images: torch.Tensor) -> torch.Tensor:
     return to_float(images) if images.dtype == torch.uint8 else images.float()
 
 
-def _digest(data: ImageDataset, steps: int) -> str:
-    h = hashlib.sha256(str(tuple(data.images.shape)).encode())
+def _digest(data: ImageDataset, steps: int, num_classes: int) -> str:
+    h = hashlib.sha256(f"{_CLASSIFIER_VERSION} {num_classes} {tuple(data.images.shape)}".encode())
     h.update(data.images.contiguous().numpy().tobytes())
     h.update(data.labels.contiguous().numpy().tobytes())
     h.update(str(steps).encode())
@@ -155,13 +157,19 @@ def metric_classifier(
     """
     _check_labeled(data)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", data.name)
-    path = cache_dir() / "classifiers" / f"{stem}-{_digest(data, steps)}.safetensors"
     num_classes = max(data.num_classes or 0, int(data.labels.max()) + 1)
+    digest = _digest(data, steps, num_classes)
+    path = cache_dir() / "classifiers" / f"{stem}-{digest}.safetensors"
+    model = None
     if path.is_file():
         model = ImageClassifier(num_classes, data.image_shape)
-        load_model(model, str(path))
-        model.eval().requires_grad_(False)
-    else:
+        try:
+            load_model(model, str(path))
+            model.eval().requires_grad_(False)
+        except (OSError, RuntimeError, SafetensorError) as e:  # damaged: train it again
+            log.warning("retraining the metric classifier: cannot read %s (%s)", path, e)
+            model = None
+    if model is None:
         log.info("training the %s metric classifier (%d steps) -> %s", data.name, steps, path)
         model = train_classifier(data, steps)
         atomic_write(path, lambda tmp: save_model(model, tmp))
@@ -233,7 +241,7 @@ def class_coverage(
     nonzero = freq[freq > 0]
     return {
         "classes_covered": int((freq >= min_fraction).sum()),
-        "label_entropy": float(-(nonzero * nonzero.log()).sum()),
+        "label_entropy": float(-(nonzero * nonzero.log()).sum()) + 0.0,  # no -0.0
     }
 
 
@@ -322,7 +330,8 @@ def real_data_floor(
     """
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     real = train.images[perm[: min(n, len(train))]]
-    out = {"fid_real_floor": classifier_fid(classifier, test.images, real)}
+    # max: the Fréchet distance is >= 0; rounding can leave -1e-9 for identical sets
+    out = {"fid_real_floor": max(0.0, classifier_fid(classifier, test.images, real))}
     if test.labels is not None:
         preds = classifier_probs(classifier, test.images).argmax(dim=1)
         out["classifier_accuracy"] = float((preds == test.labels).double().mean())
@@ -464,6 +473,8 @@ def evaluate_vae(
     (see :meth:`VAE.bits_per_dim`). ``progress`` shows a bar over the images (the IWAE NLL
     with k = 1000 takes about a second per image on a CPU).
     """
+    if x.shape[0] == 0:
+        raise ValueError("evaluate_vae needs at least one image, got none")
     totals = {"recon": 0.0, "kl": 0.0, "elbo": 0.0, "iwae_nll": 0.0}
     desc = f"IWAE NLL, k={iwae_k}" if iwae_k else "ELBO"
     with progress_bar(total=x.shape[0], disable=not progress, desc=desc, unit="image") as bar:

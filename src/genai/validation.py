@@ -143,6 +143,19 @@ def positive_int(name: str, value: Any) -> int:
     return n
 
 
+def class_name_list(class_names: Any, what: str = "class_names") -> tuple[str, ...] | None:
+    """``class_names`` (a list, tuple or 1-d array of names; bytes are decoded) as a tuple of
+    str, each name once; ``None`` stays ``None``."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)) or getattr(class_names, "ndim", 1) != 1:
+        raise TypeError(f"{what}: expected a list of names, got {class_names!r}")
+    names = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in class_names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: each name once, got {list(names)}")
+    return names
+
+
 def check_unit_range(x: Any, what: str = "float images", tolerance: float = 0.0) -> None:
     """Raise ``ValueError`` unless float tensor ``x`` lies in [0, 1] (within ``tolerance``; NaN
     never does), naming the range found and, for 0-255 levels or [-1, 1] images, the fix."""

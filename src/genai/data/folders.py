@@ -5,18 +5,20 @@ Layouts (as torchvision's ``ImageFolder``)::
     photos/cat/001.png  photos/dog/002.jpg ...   class subfolders: labels 0, 1, ... in sorted
                                                  order of the folder names, which are the classes
     photos/001.png  photos/002.webp ...          flat: unlabeled
-    photos/train/<classes or flat>  photos/test/...   split subfolders: ``split`` picks one; the
-                                                 test split's labels follow train's classes
+    photos/train/<classes or flat>  photos/test/...   split subfolders (a train/ or a test/
+                                                 subfolder marks this layout): ``split`` picks
+                                                 one; the test split's labels follow train's
+                                                 classes
 
 Files ending in .png, .jpg, .jpeg, .webp or .bmp (any case) are images; other files are
-ignored. Every image is center-cropped to a square and resized (antialiased) to ``image_size``,
+ignored. Every image is turned upright by its EXIF orientation (phone photos), center-cropped to a square and resized (antialiased) to ``image_size``,
 converted to gray or RGB (transparent pixels composited on white; 16-bit gray scaled to 8 bits),
 and written straight into a
 preallocated ``(N, C, S, S)`` uint8 tensor, so memory is that tensor plus a small constant.
 
-The decoded tensor is cached in ``cache_dir()/images/`` under a key made of every file's
-relative path, size and modification time and the requested size and channels: the second
-load of an unchanged folder reads one ``.npy`` file.
+The decoded tensor is cached in ``cache_dir()/images/`` under a key made of the folder's
+absolute path, every file's relative path, size and modification time and the requested size
+and channels: the second load of an unchanged folder reads one ``.npy`` file.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-_CACHE_VERSION = 2  # 2: 16-bit gray scaled, not clipped
+_CACHE_VERSION = 3  # 2: 16-bit gray scaled, not clipped; 3: EXIF orientation applied
+_ORIENTATION = 0x0112  # the EXIF tag
 _CHUNK = 256  # images per pool task
 
 
@@ -46,28 +49,38 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def _image_files(folder: Path) -> list[Path]:
-    files = []
+def _walk(folder: Path):
+    """``os.walk`` following symlinks, in sorted order, skipping hidden folders and any folder
+    seen before (a symlink loop)."""
+    seen = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            log.warning("%s: skipped, a symlink back to a folder already read", dirpath)
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(dirpath) / f for f in sorted(filenames) if _is_image(f)]
-    return files
+        yield dirpath, filenames
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return [Path(d) / f for d, names in _walk(folder) for f in sorted(names) if _is_image(f)]
 
 
 def _has_image(folder: Path) -> bool:
     """Whether ``folder`` or a subfolder holds an image (stops at the first)."""
-    for _, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(_is_image(f) for f in filenames):
-            return True
-    return False
+    return any(any(_is_image(f) for f in names) for _, names in _walk(folder))
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
     """Files, labels and class names of a folder (class subfolders) or just files (flat)."""
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     classes = [(d.name, _image_files(d)) for d in subdirs]
+    empty = [name for name, files in classes if not files]
     classes = [(name, files) for name, files in classes if files]
+    if classes and empty:
+        log.warning("%s: subfolders without images are not classes: %s", folder, ", ".join(empty))
     top = sorted(f for f in folder.iterdir() if f.is_file() and _is_image(f.name))
     if classes:
         if top:
@@ -110,12 +123,21 @@ def _open_error(path: Path, e: Exception) -> DatasetError:
     return DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e})")
 
 
+def _orientation(im) -> int:
+    """The EXIF orientation of an open image: 1 upright, 5-8 rotated by 90 degrees."""
+    try:
+        return int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block: the pixels may still be fine
+        return 1
+
+
 def _header(path: Path) -> tuple[str, tuple[int, int]]:
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.mode, im.size
+            w, h = im.size
+            return im.mode, ((h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h))
     except Exception as e:  # PIL raises many types for bad files; each becomes one clear error
         raise _open_error(path, e) from e
 
@@ -127,11 +149,13 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 def _decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One file -> ``(channels, size, size)`` uint8: center square, antialiased resize."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
             im.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at 1/2^k
+            if _orientation(im) != 1:  # a phone photo stored sideways: turn it upright
+                im = ImageOps.exif_transpose(im)
             if im.mode.startswith("I"):  # 16-bit gray: PIL's convert("L") would clip it
                 im = Image.fromarray(_to_uint8(np.asarray(im)), "L")
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
@@ -173,7 +197,14 @@ def decode_files(
     Raises:
         DatasetError: naming the first file that cannot be decoded.
     """
-    out = torch.empty(len(files), channels, size, size, dtype=torch.uint8)
+    try:
+        out = torch.empty(len(files), channels, size, size, dtype=torch.uint8)
+    except RuntimeError as e:  # the allocator's own message names no setting
+        raise DatasetError(
+            f"{len(files)} images of {channels}x{size}x{size} need "
+            f"{len(files) * channels * size * size / 2**30:.1f} GiB of memory, more than there "
+            "is; choose a smaller image_size (--image-size)"
+        ) from e
     target = out.numpy()
 
     def work(start: int, chunk: list[Path]) -> int:
@@ -209,8 +240,9 @@ def _defaults(
         sizes = {size for _, size in headers}
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+            shown += ", ..." if len(sizes) > 4 else ""
             raise DatasetError(
-                f"{folder}: the images have {len(sizes)} different sizes ({shown}, ...); "
+                f"{folder}: the images have {len(sizes)} different sizes ({shown}); "
                 "pass image_size (--image-size) to resize them all to one square size"
             )
         image_size = min(sizes.pop())
@@ -218,7 +250,7 @@ def _defaults(
 
 
 def _cache_key(root: Path, files: list[Path], image_size: int | None, channels: int | None) -> str:
-    h = hashlib.sha256(f"{_CACHE_VERSION} {image_size} {channels}\n".encode())
+    h = hashlib.sha256(f"{_CACHE_VERSION} {image_size} {channels} {root.resolve()}\n".encode())
     for path in files:
         st = path.stat()
         h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -269,15 +301,18 @@ def load_folder(
             readable image (named), or a split subfolder that is missing.
     """
     folder = Path(folder)
-    has_splits = (folder / "train").is_dir() and (folder / "test").is_dir()
+    splits = [s for s in ("train", "test") if (folder / s).is_dir()]
+    has_splits = bool(splits)
+    if has_splits and split not in splits:
+        raise MissingSplitError(f"{folder}: no {split} split (it has {splits[0]}/ but no {split}/)")
     if has_splits:
         folder = folder / split
     elif split != "train":
         raise MissingSplitError(
-            f"{folder}: no {split} split (a folder has one only with train/ and test/ subfolders)"
+            f"{folder}: no {split} split (a folder has one only with a {split}/ subfolder)"
         )
     files, labels, class_names = _scan(folder)
-    if has_splits and split != "train" and labels is not None:
+    if split != "train" and labels is not None and "train" in splits:
         labels, class_names = _as_train_classes(folder, labels, class_names)
     stem = cache_dir() / "images" / _cache_key(folder, files, image_size, channels)
     cached = _read_cache(stem) if use_cache else None

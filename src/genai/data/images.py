@@ -20,6 +20,8 @@ import gzip
 import logging
 import os
 import struct
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genai.validation import check_unit_range
+from genai.validation import check_unit_range, class_name_list, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class ImageDataset:
             **self.spec,
             "image_shape": list(self.image_shape),
             "class_names": list(self.class_names) if self.class_names else None,
+            "num_images": len(self),
         }
 
 
@@ -159,15 +162,17 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
         f.write(header + array.tobytes())
 
 
-def _check_size_and_channels(image_size: int | None, channels: int | None) -> None:
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0
-    ):
-        raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
-    if channels not in (None, 1, 3):
+def _check_size_and_channels(
+    image_size: int | None, channels: int | None
+) -> tuple[int | None, int | None]:
+    """``image_size`` and ``channels`` as Python ints (NumPy integers too), or errors."""
+    if image_size is not None:
+        image_size = positive_int("image_size", image_size)
+    if channels not in (None, 1, 3) or isinstance(channels, bool):
         raise ValueError(
             f"channels must be 1 (gray), 3 (RGB) or None (as stored), got {channels!r}"
         )
+    return image_size, None if channels is None else int(channels)
 
 
 def resize_images(images: torch.Tensor, size: int, chunk: int = 512) -> torch.Tensor:
@@ -261,8 +266,8 @@ def images_from_array(
     elif images.dtype != torch.uint8:
         raise TypeError(f"images: expected uint8 or float in [0, 1], got {images.dtype}")
     images = images.cpu().contiguous()
-    labels_t = _labels(labels, images.shape[0], class_names)
-    names = tuple(str(c) for c in class_names) if class_names is not None else None
+    names = class_name_list(class_names)
+    labels_t = _labels(labels, images.shape[0], names)
     return ImageDataset(images, labels_t, name, split, source, names)
 
 
@@ -280,6 +285,8 @@ def _labels(labels, n: int, class_names) -> torch.Tensor | None:
                 f"labels: expected integer class indices, got a list of {', '.join(kinds)}"
             ) from None
     elif isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iub":  # strings, objects: no tensor to make
+            raise TypeError(f"labels: expected integer class indices, got {labels.dtype}")
         labels = torch.from_numpy(np.ascontiguousarray(labels))
     if not torch.is_tensor(labels) or labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(
@@ -289,8 +296,6 @@ def _labels(labels, n: int, class_names) -> torch.Tensor | None:
     if labels.shape != (n,):
         raise ValueError(f"labels: expected shape ({n},) for {n} images, got {tuple(labels.shape)}")
     labels = labels.long().cpu()
-    if class_names is not None and len(set(map(str, class_names))) != len(class_names):
-        raise ValueError(f"class_names: each name once, got {list(class_names)}")
     k = len(class_names) if class_names is not None else None
     if k is None and labels.max() >= MAX_CLASSES:
         raise ValueError(
@@ -320,12 +325,15 @@ def _from_npz(path: Path, split: str) -> ImageDataset:
                 raise DatasetError(f"{path}: no 'images' array (keys: {', '.join(f.files)})")
             images = f[f"{prefix}images"]
             labels = f.get(f"{prefix}labels")
-            names = [str(c) for c in f["class_names"]] if "class_names" in f else None
-            names = names if labels is not None else None  # an unlabeled test split
-    except (OSError, ValueError) as e:
+            names = f["class_names"] if "class_names" in f and labels is not None else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         if isinstance(e, DatasetError):
             raise
-        raise DatasetError(f"{path}: not a readable .npz file ({e})") from e
+        raise DatasetError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+    try:
+        names = class_name_list(names)  # None: an unlabeled split
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{path}: {e}") from e
     return images_from_array(images, labels, names, path.stem, str(path), split)
 
 
@@ -368,7 +376,7 @@ def load_images(
     """
     from genai.data import folders, named
 
-    _check_size_and_channels(image_size, channels)
+    image_size, channels = _check_size_and_channels(image_size, channels)
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     if torch.is_tensor(source) or isinstance(source, np.ndarray):

@@ -225,8 +225,8 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             return _ArrayUnpickler(f, encoding="latin1").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable CIFAR batch ({e})") from e
+    except Exception as e:  # a corrupt pickle fails in many ways; each is this one error
+        raise DatasetError(f"{path}: not a readable CIFAR file ({type(e).__name__}: {e})") from e
 
 
 def _load_cifar(name: str, split: str, root: Path | None, download: bool) -> ImageDataset:
@@ -244,18 +244,24 @@ def _load_cifar(name: str, split: str, root: Path | None, download: bool) -> Ima
         batch = _unpickle(path)
         if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
             raise DatasetError(f"{path}: expected a dict with 'data' and {label_key!r}")
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != len(data):
+        try:
+            data = np.asarray(batch["data"], dtype=np.uint8)
+            batch_labels = np.asarray(batch[label_key], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DatasetError(f"{path}: 'data' or {label_key!r} is not an array ({e})") from e
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or batch_labels.shape != (len(data),):
             raise DatasetError(
                 f"{path}: expected data (N, 3072) and N labels, got {data.shape} and "
-                f"{len(batch[label_key])} labels"
+                f"labels {batch_labels.shape}"
             )
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        labels.append(batch_labels)
     meta = directory / meta_file
     names = None
     if meta.is_file():
         entry = _unpickle(meta)
+        if not isinstance(entry, dict) or not isinstance(entry.get(names_key, []), list):
+            raise DatasetError(f"{meta}: expected a dict with a list {names_key!r}")
         names = tuple(str(n) for n in entry.get(names_key, [])) or None
     return ImageDataset(
         torch.from_numpy(np.concatenate(images)),
@@ -323,6 +329,11 @@ def _load_celeba(
         for line in partition.read_text().splitlines()
         if len(line.split()) == 2 and line.split()[1] == wanted
     ]
+    if not files:
+        raise MissingSplitError(
+            f"{partition}: no images of the {split} split (partition {wanted}); this copy of "
+            "CelebA lacks it"
+        )
     images = decode_files(files, image_size or CELEBA_SIZE, 3, num_workers, progress)
     return ImageDataset(images, None, "celeba", split, str(directory))
 

@@ -37,7 +37,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genai.checkpoint import Pretrained
 from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, coerce_config, positive_int
+from genai.validation import check_fields, class_name_list, coerce_config, positive_int
 
 ARCHS = ("conv", "mlp")
 LOSSES = ("non-saturating", "hinge")
@@ -93,7 +93,7 @@ class GANConfig:
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 or None, got {self.num_classes}")
         if self.class_names is not None:
-            self.class_names = tuple(str(c) for c in self.class_names)
+            self.class_names = class_name_list(self.class_names)
             if len(self.class_names) != self.num_classes:
                 raise ValueError(
                     f"class_names must hold num_classes={self.num_classes} names, got "
@@ -293,6 +293,8 @@ class GAN(nn.Module, Pretrained):
             return None
         if self.config.num_classes is None:
             raise ValueError("labels given to an unconditional GAN (num_classes is None)")
+        if isinstance(labels, np.ndarray):  # indices or names, as Python values
+            labels = labels.tolist()
         scalar = torch.is_tensor(labels) and labels.dim() == 0
         if isinstance(labels, np.integer) or (
             scalar and not labels.dtype.is_floating_point and labels.dtype != torch.bool

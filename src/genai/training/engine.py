@@ -564,6 +564,21 @@ def _fit(
                 f"{kept()}"
             )
 
+    def commit(step: int) -> None:
+        """Check the weights, flush the log and save the checkpoint of ``step``."""
+        nonlocal last_saved
+        check_finite()
+        bad = checkpoint.check_finite(task.model)
+        if bad:  # e.g. an infinite learning rate: the loss may still look finite
+            raise NonFiniteLossError(
+                f"weights became non-finite by step {step} ({', '.join(bad[:3])}); training "
+                f"stopped, {run_dir} keeps {kept()}"
+            )
+        metrics_log.flush()  # the log is current whenever a checkpoint is
+        if main_process:
+            save(step)
+        last_saved = step
+
     stop = _StopRequest(enabled=world == 1)
     stack.callback(stop.restore)
     task.model.train()
@@ -610,6 +625,12 @@ def _fit(
             # Shown at the bar's next refresh; refreshing here would redraw it every log step.
             bar.set_postfix(loss=f"{last_train['loss']:.4g}", refresh=False)
             sums, count = {}, 0
+        # The checkpoint first: an evaluation or sample grid that fails loses no training.
+        # Stopped before an overwriting run's first checkpoint: no save, the old run comes back.
+        undo = stop.signal is not None and run is not None and run.holds_previous
+        every = config.checkpoint_every and done % config.checkpoint_every == 0
+        if every or done == total or (stop.signal is not None and not undo):
+            commit(done)
         go_on = stop.signal is None  # a stop skips them: they can outlast a grace period
         evaluate = main_process and go_on and _due(done, config.eval_every, per_epoch, total)
         sample = main_process and go_on and _due(done, config.sample_every, per_epoch, total)
@@ -631,23 +652,11 @@ def _fit(
                     if path is not None:
                         log.info("samples: %s", path)
             task.model.train()
-        every = config.checkpoint_every and done % config.checkpoint_every == 0
-        # Stopped before an overwriting run's first checkpoint: no save, the old run comes back.
-        undo = stop.signal is not None and run is not None and run.holds_previous
-        if every or done == total or (stop.signal is not None and not undo):
-            check_finite()
-            bad = checkpoint.check_finite(task.model)
-            if bad:  # e.g. an infinite learning rate: the loss may still look finite
-                raise NonFiniteLossError(
-                    f"weights became non-finite by step {done} ({', '.join(bad[:3])}); training "
-                    f"stopped, {run_dir} keeps {kept()}"
-                )
-            metrics_log.flush()  # the log is current whenever a checkpoint is
-            if main_process:
-                save(done)
-            last_saved = done
         if stop.signal is not None and done < total:
             name = signal.Signals(stop.signal).name
+            undo = run is not None and run.holds_previous
+            if not undo and last_saved != done:  # the signal came during evaluation or samples
+                commit(done)
             if undo:
                 raise TrainingInterrupted(
                     f"training stopped at step {done} of {total} ({name}) before its first "
@@ -711,6 +720,16 @@ def _restore(
             "nothing: set max_steps (or epochs) beyond it"
         )
     _check_resume_settings(run_dir, saved.get("train_config"), config)
+    then = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+    now = task.checkpoint_extra().get("data") or {}
+    if then.get("num_images") not in (None, now.get("num_images")):
+        log.warning(
+            "resume: the data has changed since step %d (%s images then, %s now): the run goes "
+            "on with other batches than it would have had",
+            saved["step"],
+            then["num_images"],
+            now.get("num_images"),
+        )
     checkpoint.load_weights(run_dir, task.model, saved)
     state = checkpoint.load_state(run_dir, saved)
     try:

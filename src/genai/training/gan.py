@@ -78,6 +78,8 @@ class GANTrainConfig(TrainConfig):
             raise ValueError(f"n_grid must be > 0, got {self.n_grid}")
         if self.mode_seeking < 0:
             raise ValueError(f"mode_seeking must be >= 0, got {self.mode_seeking}")
+        if self.batch_size < 2:  # G's BatchNorm and the mode-seeking pairs need two images
+            raise ValueError(f"batch_size must be >= 2 for a GAN, got {self.batch_size}")
 
 
 def diff_augment(x: torch.Tensor, shift: int | None = None, cut: int | None = None) -> torch.Tensor:
@@ -97,7 +99,10 @@ def diff_augment(x: torch.Tensor, shift: int | None = None, cut: int | None = No
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (B, H, W)
     flat = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).flatten(1)  # (B, H * W)
     shifted = x.flatten(2).gather(2, flat.unsqueeze(1).expand(-1, x.shape[1], -1)).view_as(x)
-    centre = torch.randint(0, h, (2, b, 1, 1), device=x.device)
+    if h == w:
+        centre = torch.randint(0, h, (2, b, 1, 1), device=x.device)
+    else:  # the cutout's row within the height, its column within the width
+        centre = torch.stack([torch.randint(0, n, (b, 1, 1), device=x.device) for n in (h, w)])
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     cutout = ((ys - centre[0]).abs() <= cut // 2) & ((xs - centre[1]).abs() <= cut // 2)
