@@ -240,6 +240,28 @@ def test_huggingface_logits_parity(bias):
     torch.testing.assert_close(back(idx)[0], hf(idx).logits, rtol=0, atol=1e-4)
 
 
+def test_huggingface_variants_load_exactly_or_are_refused(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    small = dict(vocab_size=30, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    untied = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(**small, tie_word_embeddings=False)
+    ).eval()
+    model = GPT.from_huggingface(untied)
+    assert not model.config.tie_weights
+    idx = torch.randint(0, 30, (2, 8))
+    torch.testing.assert_close(model(idx)[0], untied(idx).logits, rtol=0, atol=1e-4)
+    torch.testing.assert_close(model.to_huggingface()(idx).logits, untied(idx).logits)
+    for field, match in ((dict(layer_norm_epsilon=1e-2), "layer_norm_epsilon 1e-5, got 0.01"),
+                         (dict(n_inner=32), "MLP width 4 [*] n_embd = 64, got 32")):  # fmt: skip
+        other = transformers.GPT2LMHeadModel(transformers.GPT2Config(**small, **field))
+        with pytest.raises(ValueError, match=match):
+            GPT.from_huggingface(other)
+    model.save_pretrained(tmp_path / "ours")
+    with pytest.raises(ValueError, match="holds a genai model, not a Hugging Face one"):
+        GPT.from_huggingface(tmp_path / "ours")
+
+
 def test_from_huggingface_local_dir_never_downloads(tmp_path):
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(
@@ -489,3 +511,74 @@ def test_kv_cache_continues_a_sequence_chunk_by_chunk():
     chunks = [model._hidden(idx[:, a:b], cache) for a, b in ((0, 3), (3, 4), (4, 8))]
     assert cache.length == 8
     torch.testing.assert_close(torch.cat(chunks, dim=1), model._hidden(idx))
+
+
+def test_a_vocabulary_larger_than_the_tokenizers_never_samples_undecodable_ids():
+    tok = CharTokenizer("abc")
+    model = tiny(vocab_size=200)  # e.g. padded to a multiple of 64, as nanoGPT does for GPT-2
+    text = genai.generate_text(model, "ab", 60, temperature=2.0, tokenizer=tok, seed=0)
+    assert len(text) == 62 and set(text) <= set("abc")
+    ids = model.generate(torch.zeros(4, 1, dtype=torch.long), 30, temperature=2.0, vocab_limit=3)
+    assert ids.max() < 3
+    with pytest.raises(ValueError, match="vocab_limit must be in"):
+        model.generate(torch.zeros(1, 1, dtype=torch.long), 2, vocab_limit=0)
+
+
+def test_a_tiny_temperature_is_greedy_not_nan():
+    model = tiny()
+    idx = torch.zeros(2, 1, dtype=torch.long)
+    greedy = model.generate(idx, 10, temperature=0)
+    torch.testing.assert_close(model.generate(idx, 10, temperature=1e-45), greedy)
+
+
+def test_train_gpt_checks_its_inputs_before_writing(tmp_path):
+    tok = CharTokenizer.from_text(TEXT)
+    out = tmp_path / "run"
+    config = dict(out_dir=str(out), max_steps=2, device="cpu", progress=False, batch_size=2)
+    with pytest.raises(ValueError, match="sample_prompt 'Zebra': character 'Z' at position 0"):
+        train_gpt(tiny(vocab_size=40), TEXT, tok, {**config, "sample_prompt": "Zebra"})
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 27\)"):
+        train_gpt(tiny(vocab_size=40), torch.arange(30).repeat(20), tok, config)
+    with pytest.raises(TypeError, match="1-d integer tensor, got torch.float32"):
+        train_gpt(tiny(vocab_size=40), torch.rand(400) * 9, tok, config)
+    assert not out.exists()
+    seen = []
+    train_gpt(tiny(vocab_size=40), TEXT, tok, {**config, "log_every": 1, "eval_every": 2},
+              callbacks=lambda r: seen.append(r["step"]) or {"twice": torch.tensor(2.0)})  # fmt: skip
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert seen and all(r["twice"] == 2.0 for r in records)  # the tensor logged as a number
+
+
+def test_cli_resume_keeps_its_directory_and_its_text(tmp_path, capsys, monkeypatch):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "a.txt").write_text(TEXT)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    args = ["-q", "train", "gpt", "--text", "parts/*.txt", "--n-layer", "1", "--n-head", "2"]
+    args += ["--n-embd", "16", "--block-size", "8", "--max-steps", "2", "--sample-tokens", "0"]
+    assert main([*args, "--out-dir", str(run), "--device", "cpu"]) == 0
+    source = json.loads((run / "config.json").read_text())["data"]["source"]
+    assert source == str(tmp_path / "parts" / "*.txt")  # the glob, from anywhere
+    monkeypatch.chdir(tmp_path / "parts")
+    capsys.readouterr()
+    assert main(["-q", "train", "gpt", "--resume", str(run), "--max-steps", "3"]) == 0
+    assert "gpt:" not in capsys.readouterr().err  # -q: no progress bar
+    fork = ["-q", "train", "gpt", "--resume", str(run), "--out-dir", str(tmp_path / "fork")]
+    assert main([*fork, "--max-steps", "4"]) == 2
+    assert "--out-dir" in capsys.readouterr().err and not (tmp_path / "fork").exists()
+    api = tmp_path / "api"  # trained from Python on in-memory text: resume asks for the text
+    train_gpt(tiny(vocab_size=40), TEXT, CharTokenizer.from_text(TEXT),
+              dict(out_dir=str(api), max_steps=2, device="cpu", progress=False, batch_size=2))  # fmt: skip
+    assert main(["-q", "train", "gpt", "--resume", str(api), "--max-steps", "3"]) == 2
+    assert "trained on text given in memory" in capsys.readouterr().err
+
+
+def test_a_damaged_tokenizer_entry_is_a_checkpoint_error(tmp_path):
+    out = tmp_path / "run"
+    train_gpt(tiny(vocab_size=40), TEXT, CharTokenizer.from_text(TEXT),
+              dict(out_dir=str(out), max_steps=1, device="cpu", progress=False, batch_size=2))  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    for entry in ("char", {"type": "bpe", "json": "{not json"}):
+        (out / "config.json").write_text(json.dumps({**config, "tokenizer": entry}))
+        with pytest.raises(genai.CheckpointError, match="invalid tokenizer"):
+            genai.load(out)

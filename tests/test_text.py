@@ -165,3 +165,22 @@ def test_shakespeare_download_place_and_the_older_one(tmp_path, monkeypatch):
     new.parent.mkdir(parents=True)
     new.write_text("First Citizen:\nnew place")
     assert load_text("shakespeare").endswith("new place")
+
+
+def test_decode_stream_decodes_each_id_about_once():
+    """Linear, not quadratic: only the ids since the text was last whole are decoded again."""
+    tok = build_tokenizer("byte", "")
+    decoded = []
+    real = tok.decode
+    tok.decode = lambda ids: (decoded.append(len(ids)), real(ids))[1]
+    text = "中国 🙂 ok " * 200
+    assert "".join(decode_stream(tok, tok.encode(text))) == text
+    assert sum(decoded) < 3 * len(text.encode())  # each 4-byte character: 1 + 2 + 3 + 4 ids
+
+
+def test_load_text_drops_a_byte_order_mark_and_names_utf16(tmp_path):
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfhello")
+    assert load_text(tmp_path / "bom.txt") == "hello"
+    (tmp_path / "wide.txt").write_bytes("hi".encode("utf-16"))
+    with pytest.raises(ValueError, match="iconv -f utf-16 -t utf-8"):
+        load_text(tmp_path / "wide.txt")

@@ -31,6 +31,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# Fields whose CLI default is not the dataclass's.
+_DEFAULTS_ELSEWHERE = {
+    "vocab_size": "(default: the tokenizer's vocabulary size)",
+    "image_shape": "(default: the data's)",
+}
+
+
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
     """One flag per dataclass field; defaults are left out so only given flags are set."""
     group = parser.add_argument_group(title)
@@ -46,7 +53,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str)
         default = (
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )
-        help_text = f"(default: {default})"
+        help_text = _DEFAULTS_ELSEWHERE.get(field.name, f"(default: {default})")
         if kind is bool:
             group.add_argument(
                 _flag(field.name),
@@ -204,7 +211,7 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
-    from genai.data.text import build_tokenizer, load_text, tokenizer_from_dict
+    from genai.data.text import CORPORA, build_tokenizer, load_text, tokenizer_from_dict
     from genai.models.gpt import GPT, GPTConfig
     from genai.training.lm import train_gpt
 
@@ -213,6 +220,11 @@ def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
         saved = checkpoint.load_config(config.out_dir)
         data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
         source = args.text or args.corpus or data.get("source")
+        if not source:
+            raise ValueError(
+                f"{config.out_dir} was trained on text given in memory (train_gpt without "
+                "source=); pass the text again with --text or --corpus"
+            )
         root = root if (args.text or args.corpus or root) else data.get("root")
         if not isinstance(saved.get("tokenizer"), dict):
             raise checkpoint.CheckpointError(f"{config.out_dir}: config.json has no tokenizer")
@@ -236,8 +248,8 @@ def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
         fields = {**fields, "vocab_size": vocab_size}  # the vocabulary comes from the data
     torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
     model = GPT(GPTConfig(**fields))
-    if Path(source).exists():  # a file, folder (or root) that a later --resume must find again
-        source = str(Path(source).resolve())
+    if source not in CORPORA:  # a file, folder or glob that a later --resume must find again
+        source = os.path.abspath(source)
     data = {"source": source, "root": str(Path(root).resolve()) if root else None}
     return train_gpt(model, text, tokenizer, config, source=data)
 
@@ -293,6 +305,12 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume:
         if train_fields.get("overwrite"):
             raise ValueError("--resume and --overwrite exclude each other")
+        out = train_fields.get("out_dir")
+        if out is not None and Path(out).resolve() != Path(args.resume).resolve():
+            raise ValueError(
+                f"--out-dir {out} differs from --resume {args.resume}: a resumed run goes on in "
+                "its own directory (copy the folder first to branch it)"
+            )
         saved = checkpoint.load_config(args.resume)
         if saved["kind"] != args.kind:
             raise checkpoint.CheckpointError(
@@ -309,6 +327,8 @@ def _train(args: argparse.Namespace) -> None:
         known = {f.name for f in dataclasses.fields(spec.train_config)}
         train_fields = {**{k: v for k, v in saved_train.items() if k in known}, **train_fields}
         train_fields.update(out_dir=args.resume, resume=True, overwrite=False)
+    if args.quiet and "progress" not in vars(args):  # -q: no training bar either
+        train_fields["progress"] = False
     # Every check before anything is loaded, built or written (conv widths, which depend on the
     # data's image shape, are checked when the model is built at that shape).
     config = spec.train_config(**train_fields)
@@ -536,7 +556,9 @@ def _text(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genai", description=__doc__.splitlines()[0])
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors (no progress bars)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model")

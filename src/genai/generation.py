@@ -158,7 +158,15 @@ def stream_text(
     was_training = model.training
     model.eval()
     try:
-        tokens = model.stream(idx, max_new_tokens, temperature, top_k, top_p, generator=generator)
+        tokens = model.stream(
+            idx,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            generator=generator,
+            vocab_limit=tokenizer.vocab_size,  # a larger model vocabulary: ids it cannot decode
+        )
         yield from decode_stream(tokenizer, (int(t[0]) for t in tokens))
     finally:
         model.train(was_training)

@@ -163,7 +163,13 @@ Tokenizer = CharTokenizer | ByteTokenizer | BPETokenizer
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
-    """Rebuild a tokenizer from its ``to_dict()``."""
+    """Rebuild a tokenizer from its ``to_dict()``.
+
+    Raises:
+        ValueError: ``d`` is not a tokenizer's dict (unknown type, missing or damaged entries).
+    """
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a dict with a 'type', got {type(d).__name__}")
     kind = d.get("type")
     if kind == "char":
         return CharTokenizer(d["chars"])
@@ -172,7 +178,10 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     if kind == "bpe":
         from tokenizers import Tokenizer as HFTokenizer
 
-        return BPETokenizer(HFTokenizer.from_str(d["json"]))
+        try:
+            return BPETokenizer(HFTokenizer.from_str(d["json"]))
+        except Exception as e:  # the tokenizers library raises a bare Exception for bad JSON
+            raise ValueError(f"not a BPE tokenizer's JSON ({e})") from e
     raise ValueError(f"unknown tokenizer type {kind!r}: expected one of {', '.join(TOKENIZERS)}")
 
 
@@ -191,18 +200,22 @@ def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
     """Turn a stream of token ids into a stream of text pieces.
 
     Text is released only when it is final: a tail that decodes to U+FFFD (a multi-byte character
-    cut between tokens) is held back until the next token completes it or the stream ends.
+    cut between tokens) is held back until the next token completes it or the stream ends. Only
+    the ids since the text was last whole are decoded again, so the cost is linear in the
+    length (the tokenizers' decodings concatenate: characters, bytes, byte-level BPE).
     """
-    seen: list[int] = []
-    emitted = 0
+    pending: list[int] = []  # ids since the text was last whole; decoded together
+    emitted = 0  # characters of their text already yielded
     text = ""
     for i in ids:
-        seen.append(i)
-        text = tokenizer.decode(seen)
+        pending.append(i)
+        text = tokenizer.decode(pending)
         final = len(text.rstrip("\ufffd"))
         if final > emitted:
             yield text[emitted:final]
             emitted = final
+        if final == len(text):  # nothing held back: start afresh (decoding stays linear)
+            pending, emitted, text = [], 0, ""
     if len(text) > emitted:
         yield text[emitted:]
 
@@ -210,16 +223,19 @@ def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
 def _read_files(paths: list[Path]) -> str:
     """The UTF-8 text of ``paths`` joined; other files are skipped (an error if all are)."""
     parts, skipped = [], []
+    utf16 = False
     for path in paths:
-        try:
-            parts.append(path.read_text(encoding="utf-8"))
+        try:  # utf-8-sig: a byte-order mark at the start is not text
+            parts.append(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as e:
+            utf16 = utf16 or e.object[:2] in (b"\xff\xfe", b"\xfe\xff")
             skipped.append(f"{path} (byte {e.start} is not UTF-8)")
     if skipped and not parts:
+        source = "utf-16" if utf16 else "latin1"
         raise ValueError(
             f"no UTF-8 text in {skipped[0]}"
             + (f" and {len(skipped) - 1} more" if len(skipped) > 1 else "")
-            + "; genai reads UTF-8 (convert with e.g. iconv -f latin1 -t utf-8)"
+            + f"; genai reads UTF-8 (convert with e.g. iconv -f {source} -t utf-8)"
         )
     for reason in skipped:
         log.warning("skipping %s", reason)

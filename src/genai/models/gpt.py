@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai.checkpoint import Pretrained
+from genai.checkpoint import Pretrained, is_run_dir
 from genai.generation import SAMPLING, check_sampling, top_k_filter, top_p_filter
 from genai.validation import check_fields, coerce_config
 
@@ -40,7 +40,6 @@ _GPT2_LAYOUT = {
     "norm": "layernorm",
     "qk_norm": False,
     "mlp": "gelu",
-    "tie_weights": True,
     "logit_softcap": 0.0,
 }
 
@@ -538,6 +537,7 @@ class GPT(nn.Module, Pretrained):
         use_cache: bool = True,
         window_shift: int | None = None,
         static_cache: bool = False,
+        vocab_limit: int | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield new tokens one step at a time; see :meth:`generate` for the arguments.
 
@@ -576,8 +576,15 @@ class GPT(nn.Module, Pretrained):
         live_dropout = self.training and self.config.dropout > 0
         if static_cache and use_cache and idx.device.type == "cuda" and not live_dropout:
             step = GraphedDecodeStep(self, cache)
+        if vocab_limit is not None and not 1 <= vocab_limit <= self.config.vocab_size:
+            raise ValueError(
+                f"vocab_limit must be in [1, vocab_size={self.config.vocab_size}], got "
+                f"{vocab_limit}"
+            )
         logits = self._next_logits(window, cache)  # (B, V)
         for i in range(max_new_tokens):
+            if vocab_limit is not None:  # ids past the tokenizer's are never drawn
+                logits = logits[:, :vocab_limit]
             token = self._sample(logits, temperature, top_k, top_p, generator)  # (B,)
             if stops.numel():
                 token = torch.where(done, stops[0], token)
@@ -615,7 +622,8 @@ class GPT(nn.Module, Pretrained):
         logits = logits.float()
         if temperature == 0:
             return logits.argmax(dim=-1)
-        logits = logits / temperature
+        # Shifted so the largest is 0: a tiny temperature sends the rest to -inf, never to NaN.
+        logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
         if top_k is not None:
             logits = top_k_filter(logits, top_k)
         if top_p is not None and top_p < 1.0:
@@ -635,6 +643,7 @@ class GPT(nn.Module, Pretrained):
         use_cache: bool = True,
         window_shift: int | None = None,
         static_cache: bool = False,
+        vocab_limit: int | None = None,
     ) -> torch.Tensor:
         """Sample a continuation of ``idx`` token by token.
 
@@ -658,6 +667,7 @@ class GPT(nn.Module, Pretrained):
             static_cache: use a fixed-shape cache (see :class:`KVCache`); on CUDA each step
                 then replays one CUDA graph captured for this call (:class:`GraphedDecodeStep`;
                 not in training mode with dropout). Same tokens.
+            vocab_limit: draw only ids below it (a vocabulary padded beyond its tokenizer's).
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
@@ -674,6 +684,7 @@ class GPT(nn.Module, Pretrained):
                 use_cache,
                 window_shift,
                 static_cache,
+                vocab_limit,
             )
         )
         return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1) if tokens else idx.clone()
@@ -695,6 +706,11 @@ class GPT(nn.Module, Pretrained):
             path = Path(model_or_dir)
             if not path.is_dir():
                 raise ValueError(f"{str(path)!r} is not a folder with a GPT-2 model")
+            if is_run_dir(path):
+                raise ValueError(
+                    f"{str(path)!r} holds a genai model, not a Hugging Face one: load it with "
+                    "genai.load (or GPT.from_pretrained)"
+                )
             tokenizer = BPETokenizer.from_folder(path)
             model_or_dir = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
         hf = model_or_dir
@@ -705,6 +721,10 @@ class GPT(nn.Module, Pretrained):
             raise ValueError(
                 "only GPT-2's standard 1/sqrt(head_dim) attention scaling is supported"
             )
+        if c.layer_norm_epsilon != 1e-5:
+            raise ValueError(f"only GPT-2's layer_norm_epsilon 1e-5, got {c.layer_norm_epsilon}")
+        if c.n_inner not in (None, 4 * c.n_embd):
+            raise ValueError(f"only GPT-2's MLP width 4 * n_embd = {4 * c.n_embd}, got {c.n_inner}")
         config = GPTConfig(
             vocab_size=c.vocab_size,
             block_size=c.n_positions,
@@ -713,6 +733,7 @@ class GPT(nn.Module, Pretrained):
             n_embd=c.n_embd,
             dropout=c.resid_pdrop,
             bias=True,
+            tie_weights=c.tie_word_embeddings,
         )
         model = cls(config)
         hf_state = hf.state_dict()
@@ -752,6 +773,7 @@ class GPT(nn.Module, Pretrained):
             attn_pdrop=c.dropout,
             activation_function="gelu_new",
             layer_norm_epsilon=1e-5,
+            tie_word_embeddings=c.tie_weights,
             bos_token_id=None,
             eos_token_id=None,
         )

@@ -460,6 +460,8 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
         NonFiniteLossError: the loss or the weights became NaN/inf; the last good checkpoint
             is kept.
     """
+    if callable(callbacks):  # one function, not in a list
+        callbacks = (callbacks,)
     rng = _rng_state()
     try:
         with contextlib.ExitStack() as stack:
@@ -535,7 +537,14 @@ def _fit(
     def write(record: dict) -> None:
         if main_process:
             for callback in callbacks:
-                record.update(callback(dict(record)) or {})
+                extra = callback(dict(record)) or {}
+                if not isinstance(extra, dict):
+                    raise TypeError(
+                        f"a callback returned {type(extra).__name__}; return a dict of metrics "
+                        "(or None)"
+                    )
+                for key, value in extra.items():  # a tensor or NumPy number: a plain number
+                    record[key] = value.item() if hasattr(value, "item") else value
             metrics_log.add(record)
             if board is not None:
                 for key, value in record.items():

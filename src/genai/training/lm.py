@@ -257,6 +257,11 @@ class GPTTask:
     ):
         self.model, self.tokenizer, self.config, self.source = model, tokenizer, config, source
         self.train_tokens, self.val_tokens = split_tokens(tokens, config.val_fraction)
+        if config.sample_tokens:  # checked now, not at the first sample step hundreds of steps in
+            try:
+                tokenizer.encode(config.sample_prompt)
+            except ValueError as e:
+                raise ValueError(f"sample_prompt {config.sample_prompt!r}: {e}") from None
         block = model.config.block_size
         if config.val_fraction > 0 and len(self.val_tokens) <= block:
             raise ValueError(
@@ -340,7 +345,7 @@ def train_gpt(
     text: str | torch.Tensor,
     tokenizer: Tokenizer,
     config: GPTTrainConfig | None = None,
-    source: str | dict = "text",
+    source: str | dict | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> dict:
     """Train ``model`` on ``text`` (a string, or its ``(N,)`` token ids) in place.
@@ -357,7 +362,8 @@ def train_gpt(
         text: the training text, or its token ids ``(N,)``.
         tokenizer: turns ``text`` into token ids; its vocabulary must fit ``model``.
         config: a :class:`GPTTrainConfig`, a dict of its fields, or None for the defaults.
-        source: what the text is, recorded in ``config.json`` for ``--resume``.
+        source: what the text is, recorded in ``config.json`` for ``--resume`` (None: text
+            given in memory, which a resume must be given again).
         callbacks: functions called with each metrics record before it is written; a returned
             dict is merged into the record.
 
@@ -371,7 +377,22 @@ def train_gpt(
             f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
             f"{model.config.vocab_size}"
         )
-    tokens = text if isinstance(text, torch.Tensor) else torch.tensor(tokenizer.encode(text))
+    if isinstance(text, torch.Tensor):
+        tokens = text
+        if tokens.dim() != 1 or tokens.is_floating_point() or tokens.dtype == torch.bool:
+            raise TypeError(
+                f"text: token ids must be a 1-d integer tensor, got {tokens.dtype} "
+                f"{tuple(tokens.shape)}"
+            )
+        if len(tokens) and (int(tokens.min()) < 0 or int(tokens.max()) >= tokenizer.vocab_size):
+            raise ValueError(
+                f"text: token ids must be in [0, {tokenizer.vocab_size}) (the tokenizer's "
+                f"vocabulary), got [{int(tokens.min())}, {int(tokens.max())}]"
+            )
+    elif isinstance(text, str):
+        tokens = torch.tensor(tokenizer.encode(text))
+    else:
+        raise TypeError(f"text: expected a str or a tensor of token ids, got {type(text).__name__}")
     if len(tokens) == 0:
         raise ValueError("the training text is empty")
     model.tokenizer = tokenizer
