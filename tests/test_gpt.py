@@ -520,6 +520,11 @@ def test_a_vocabulary_larger_than_the_tokenizers_never_samples_undecodable_ids()
     assert len(text) == 62 and set(text) <= set("abc")
     ids = model.generate(torch.zeros(4, 1, dtype=torch.long), 30, temperature=2.0, vocab_limit=3)
     assert ids.max() < 3
+    # a row that stops repeats the stop id it drew, not another one (here one past the limit)
+    stopped = tiny(vocab_size=60).generate(
+        torch.zeros(8, 1, dtype=torch.long), 40, temperature=3.0, stop=[50, 2], vocab_limit=20
+    )
+    assert stopped.max() < 20 and (stopped[:, 1:] == 2).any()
     with pytest.raises(ValueError, match="vocab_limit must be in"):
         model.generate(torch.zeros(1, 1, dtype=torch.long), 2, vocab_limit=0)
 

@@ -209,7 +209,6 @@ def test_untied_head_has_its_own_weights():
     [
         ({"pos_emb": "rope"}, "pos_emb='rope'"),
         ({"mlp": "swiglu", "qk_norm": True}, "qk_norm=True, mlp='swiglu'"),
-        ({"tie_weights": False}, "tie_weights=False"),
         ({"logit_softcap": 30.0}, "logit_softcap=30.0"),
         ({"norm": "rmsnorm"}, "norm='rmsnorm'"),
     ],

@@ -308,6 +308,10 @@ def test_a_train_folder_without_test_is_the_split_layout(tmp_path):
     assert train.class_names == ("cat", "dog")  # not one class named "train"
     with pytest.raises(MissingSplitError, match=r"no test split \(it has train/ but no test/\)"):
         load_images(tmp_path / "ds", "test", progress=False)
+    for k in ("bus", "car"):  # beside other class folders, train/ is a class
+        _png(tmp_path / "vehicles" / k / "0.png", np.zeros((8, 8), np.uint8))
+    _png(tmp_path / "vehicles" / "train" / "0.png", np.zeros((8, 8), np.uint8))
+    assert load_images(tmp_path / "vehicles", progress=False).class_names == ("bus", "car", "train")
 
 
 def test_exif_orientation_turns_photos_upright(tmp_path):

@@ -184,3 +184,19 @@ def test_load_text_drops_a_byte_order_mark_and_names_utf16(tmp_path):
     (tmp_path / "wide.txt").write_bytes("hi".encode("utf-16"))
     with pytest.raises(ValueError, match="iconv -f utf-16 -t utf-8"):
         load_text(tmp_path / "wide.txt")
+
+
+def test_decode_stream_of_a_tokenizer_whose_pieces_do_not_concatenate():
+    """A SentencePiece-style decoder drops the leading space of a decoded piece: the stream
+    must decode the whole sequence, not piece by piece."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from genai.data.text import BPETokenizer
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"])
+    tok.train_from_iterator(["hello world again and again"] * 20, trainer)
+    bpe = BPETokenizer(tok)
+    ids = bpe.encode("hello world again")
+    assert "".join(decode_stream(bpe, ids)) == bpe.decode(ids) == "hello world again"

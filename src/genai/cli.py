@@ -212,7 +212,7 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
 
 def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
     from genai.data.text import CORPORA, build_tokenizer, load_text, tokenizer_from_dict
-    from genai.models.gpt import GPT, GPTConfig
+    from genai.models import get_model
     from genai.training.lm import train_gpt
 
     root = args.root
@@ -247,7 +247,7 @@ def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
             )
         fields = {**fields, "vocab_size": vocab_size}  # the vocabulary comes from the data
     torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
-    model = GPT(GPTConfig(**fields))
+    model = get_model("gpt", **fields)  # checks the size before allocating
     if source not in CORPORA:  # a file, folder or glob that a later --resume must find again
         source = os.path.abspath(source)
     data = {"source": source, "root": str(Path(root).resolve()) if root else None}

@@ -5,10 +5,10 @@ Layouts (as torchvision's ``ImageFolder``)::
     photos/cat/001.png  photos/dog/002.jpg ...   class subfolders: labels 0, 1, ... in sorted
                                                  order of the folder names, which are the classes
     photos/001.png  photos/002.webp ...          flat: unlabeled
-    photos/train/<classes or flat>  photos/test/...   split subfolders (a train/ or a test/
-                                                 subfolder marks this layout): ``split`` picks
-                                                 one; the test split's labels follow train's
-                                                 classes
+    photos/train/<classes or flat>  photos/test/...   split subfolders (train/, test/ or both,
+                                                 and no other subfolder with images): ``split``
+                                                 picks one; the test split's labels follow
+                                                 train's classes
 
 Files ending in .png, .jpg, .jpeg, .webp or .bmp (any case) are images; other files are
 ignored. Every image is turned upright by its EXIF orientation (phone photos), center-cropped to a square and resized (antialiased) to ``image_size``,
@@ -96,6 +96,15 @@ def _scan(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] |
             f"subfolders{found}"
         )
     return top, None, None
+
+
+def _split_folders(folder: Path) -> list[str]:
+    """``train``/``test`` when they are the folder's only subfolders with images (the split
+    layout); else [] (class subfolders, one of which may be named train)."""
+    named = [d.name for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    with_images = [name for name in named if _has_image(folder / name)]
+    splits = [name for name in ("train", "test") if name in named]
+    return splits if splits and set(with_images) <= {"train", "test"} else []
 
 
 def _as_train_classes(
@@ -301,7 +310,7 @@ def load_folder(
             readable image (named), or a split subfolder that is missing.
     """
     folder = Path(folder)
-    splits = [s for s in ("train", "test") if (folder / s).is_dir()]
+    splits = _split_folders(folder)
     has_splits = bool(splits)
     if has_splits and split not in splits:
         raise MissingSplitError(f"{folder}: no {split} split (it has {splits[0]}/ but no {split}/)")

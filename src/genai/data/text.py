@@ -196,14 +196,25 @@ def build_tokenizer(kind: str, text: str, vocab_size: int = 1024) -> Tokenizer:
     raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
 
 
+def _decodes_piecewise(tokenizer: Tokenizer) -> bool:
+    """Whether ``decode(a + b) == decode(a) + decode(b)`` for whole pieces ``a`` and ``b``."""
+    if isinstance(tokenizer, (CharTokenizer, ByteTokenizer)):
+        return True
+    decoder = getattr(getattr(tokenizer, "tokenizer", None), "decoder", None)
+    return isinstance(tokenizer, BPETokenizer) and type(decoder).__name__ == "ByteLevel"
+
+
 def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
     """Turn a stream of token ids into a stream of text pieces.
 
     Text is released only when it is final: a tail that decodes to U+FFFD (a multi-byte character
-    cut between tokens) is held back until the next token completes it or the stream ends. Only
-    the ids since the text was last whole are decoded again, so the cost is linear in the
-    length (the tokenizers' decodings concatenate: characters, bytes, byte-level BPE).
+    cut between tokens) is held back until the next token completes it or the stream ends. For
+    the tokenizers whose decodings concatenate (characters, bytes, byte-level BPE) only the ids
+    since the text was last whole are decoded again, so the cost is linear in the length;
+    others (a SentencePiece or WordPiece ``tokenizer.json``, whose decoders drop or add spaces
+    at the start) decode the whole stream each time.
     """
+    piecewise = _decodes_piecewise(tokenizer)
     pending: list[int] = []  # ids since the text was last whole; decoded together
     emitted = 0  # characters of their text already yielded
     text = ""
@@ -214,7 +225,7 @@ def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
         if final > emitted:
             yield text[emitted:final]
             emitted = final
-        if final == len(text):  # nothing held back: start afresh (decoding stays linear)
+        if piecewise and final == len(text):  # nothing held back: start afresh (linear)
             pending, emitted, text = [], 0, ""
     if len(text) > emitted:
         yield text[emitted:]

@@ -566,6 +566,7 @@ class GPT(nn.Module, Pretrained):
             [stop] if isinstance(stop, int) else list(stop or ()), device=idx.device
         )
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        held = torch.zeros(idx.shape[0], dtype=torch.long, device=idx.device)
         # The window policy: the context is at most the last block_size tokens; when it is
         # full, its oldest `shift` tokens are dropped. The cache holds exactly the window, so
         # with learned absolute positions it is rebuilt once per slide, not at every token.
@@ -586,8 +587,9 @@ class GPT(nn.Module, Pretrained):
             if vocab_limit is not None:  # ids past the tokenizer's are never drawn
                 logits = logits[:, :vocab_limit]
             token = self._sample(logits, temperature, top_k, top_p, generator)  # (B,)
-            if stops.numel():
-                token = torch.where(done, stops[0], token)
+            if stops.numel():  # a stopped row repeats the stop id it drew
+                token = torch.where(done, held, token)
+                held = torch.where(done, held, token)
                 done = done | torch.isin(token, stops)
             yield token
             if i == max_new_tokens - 1 or (stops.numel() and bool(done.all())):
@@ -658,8 +660,8 @@ class GPT(nn.Module, Pretrained):
             temperature: divides the logits; 0 means greedy (argmax).
             top_k: keep only the k most likely tokens.
             top_p: keep the smallest set of most likely tokens with probability >= top_p.
-            stop: a token id (or ids); a row that emits one keeps emitting the first stop id,
-                and generation ends once every row has stopped.
+            stop: a token id (or ids); a row that emits one keeps emitting that id, and
+                generation ends once every row has stopped.
             generator: the random source of sampling.
             use_cache: use the KV cache (False recomputes the context every step).
             window_shift: tokens dropped when the window slides, in [1, block_size];
