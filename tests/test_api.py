@@ -257,3 +257,18 @@ def test_text_generation_names_a_bad_prompt_or_tokenizer():
         genai.generate_text(gpt, "ab", 2, tokenizer=genai.ByteTokenizer())
     with pytest.raises(TypeError, match="VAEConfig has no field"):
         genai.get_model("vae", latnt_dim=3)
+
+
+def test_every_model_draws_reproducibly_with_a_seed():
+    vae = genai.VAE(genai.VAEConfig(arch="mlp", hidden_dims=(8,), latent_dim=2))
+    gan = genai.GAN(genai.GANConfig(num_classes=3, g_width=8, d_width=8, latent_dim=4))
+    gpt = genai.GPT(genai.GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    idx = torch.zeros(2, 1, dtype=torch.long)
+    for draw in (
+        lambda **kw: vae.sample(3, **kw),
+        lambda **kw: gan.sample(4, **kw),
+        lambda **kw: gpt.generate(idx, 6, temperature=1.0, **kw),
+    ):
+        assert torch.equal(draw(seed=1), draw(seed=1))
+        assert torch.equal(draw(seed=1), draw(generator=torch.Generator().manual_seed(1)))
+        assert not torch.equal(draw(seed=1), draw(seed=2))

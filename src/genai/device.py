@@ -90,3 +90,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A GradScaler that is active only for fp16 (bf16 has fp32's exponent range)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def seeded_generator(
+    generator: torch.Generator | None, seed: int | None, device: torch.device
+) -> torch.Generator | None:
+    """``generator`` if given, else a generator on ``device`` seeded with ``seed`` (None: None,
+    the global RNG). The models' ``sample``/``generate`` take either, as ``generate_text`` does."""
+    if generator is not None or seed is None:
+        return generator
+    return torch.Generator(device).manual_seed(seed)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from genai.data.text import decode_stream
+from genai.device import seeded_generator
 
 if TYPE_CHECKING:
     from genai.data.text import Tokenizer
@@ -153,8 +154,7 @@ def stream_text(
     ids = tokenizer.encode(prompt) if prompt else []
     max_new_tokens = _new_tokens(max_new_tokens, max_length, len(ids))
     idx = torch.tensor([ids or [0]], dtype=torch.long, device=model_device)  # (1, T)
-    if generator is None and seed is not None:
-        generator = torch.Generator(model_device).manual_seed(seed)
+    generator = seeded_generator(generator, seed, model_device)
     was_training = model.training
     model.eval()
     try:

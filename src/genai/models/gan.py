@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genai.checkpoint import Pretrained
+from genai.device import seeded_generator
 from genai.models.layout import check_image_shape, conv_plan
 from genai.validation import check_fields, class_name_list, coerce_config, positive_int
 
@@ -335,6 +336,7 @@ class GAN(nn.Module, Pretrained):
         n: int,
         labels: torch.Tensor | int | str | list | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` images from the EMA generator.
 
@@ -344,6 +346,7 @@ class GAN(nn.Module, Pretrained):
                 ``n`` of them (list or ``(n,)`` tensor); if omitted, labels are drawn
                 uniformly. Not allowed for an unconditional GAN.
             generator: a ``torch.Generator`` on the model's device, for reproducible samples.
+            seed: seeds a new generator instead (ignored when ``generator`` is given).
 
         Returns:
             Images ``(n, C, H, W)`` in [0, 1].
@@ -351,6 +354,7 @@ class GAN(nn.Module, Pretrained):
         n = positive_int("n", n)
         labels = self.as_labels(n, labels)
         p = next(self.ema.parameters())
+        generator = seeded_generator(generator, seed, p.device)
         z = torch.randn(n, self.config.latent_dim, device=p.device, generator=generator)
         if self.config.num_classes is not None and labels is None:
             labels = torch.randint(

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai.checkpoint import Pretrained, is_run_dir
+from genai.device import seeded_generator
 from genai.generation import SAMPLING, check_sampling, top_k_filter, top_p_filter
 from genai.validation import check_fields, coerce_config
 
@@ -538,6 +539,7 @@ class GPT(nn.Module, Pretrained):
         window_shift: int | None = None,
         static_cache: bool = False,
         vocab_limit: int | None = None,
+        seed: int | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield new tokens one step at a time; see :meth:`generate` for the arguments.
 
@@ -545,6 +547,7 @@ class GPT(nn.Module, Pretrained):
             ``(B,)`` the token of each row at this step.
         """
         check_sampling(max_new_tokens, temperature, top_k, top_p)
+        generator = seeded_generator(generator, seed, idx.device)
         block = self.config.block_size
         shift = window_shift if window_shift is not None else max(1, block // 4)
         if not 1 <= shift <= block:
@@ -646,6 +649,7 @@ class GPT(nn.Module, Pretrained):
         window_shift: int | None = None,
         static_cache: bool = False,
         vocab_limit: int | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Sample a continuation of ``idx`` token by token.
 
@@ -670,6 +674,7 @@ class GPT(nn.Module, Pretrained):
                 then replays one CUDA graph captured for this call (:class:`GraphedDecodeStep`;
                 not in training mode with dropout). Same tokens.
             vocab_limit: draw only ids below it (a vocabulary padded beyond its tokenizer's).
+            seed: seeds a new generator instead of ``generator`` (ignored when it is given).
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
@@ -687,6 +692,7 @@ class GPT(nn.Module, Pretrained):
                 window_shift,
                 static_cache,
                 vocab_limit,
+                seed,
             )
         )
         return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1) if tokens else idx.clone()

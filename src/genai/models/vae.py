@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from genai.checkpoint import Pretrained
+from genai.device import seeded_generator
 from genai.models.layout import check_image_shape, conv_plan
 from genai.validation import check_fields, check_unit_range, coerce_config, positive_int
 
@@ -348,10 +349,16 @@ class VAE(nn.Module, Pretrained):
         return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws from the prior: ``(n, C, H, W)`` decoder means in [0, 1]."""
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, seed: int | None = None
+    ) -> torch.Tensor:
+        """Decode ``n`` draws from the prior: ``(n, C, H, W)`` decoder means in [0, 1].
+
+        ``generator`` (on the model's device) or ``seed`` makes the draws reproducible.
+        """
         n = positive_int("n", n)
         p = next(self.parameters())
+        generator = seeded_generator(generator, seed, p.device)
         z = torch.randn(
             n, self.config.latent_dim, device=p.device, dtype=p.dtype, generator=generator
         )
