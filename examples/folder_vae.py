@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     data = genai.load_images(args.folder, "train", image_size=args.image_size)
     train, held_out = split_dataset(data, 0.9, seed=args.seed)
+    if len(held_out) == 0:
+        raise ValueError(
+            f"{args.folder}: {len(data)} images leave none for the held-out 10%; give more images"
+        )
     torch.manual_seed(args.seed)
     vae = genai.VAE(genai.VAEConfig(image_shape=data.image_shape, latent_dim=64))
     length = {"epochs": None, "max_steps": args.max_steps} if args.max_steps else {}

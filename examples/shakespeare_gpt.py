@@ -29,6 +29,10 @@ def main() -> None:
 
     text = genai.load_text(args.text or "shakespeare", root=args.root, download=args.download)
     tokenizer = genai.CharTokenizer.from_text(text)
+    try:  # before training, not after it: the prompt must be made of the text's characters
+        tokenizer.encode(args.prompt)
+    except ValueError as e:
+        raise ValueError(f"--prompt {args.prompt!r}: {e}") from None
     torch.manual_seed(0)
     model = genai.GPT(
         genai.GPTConfig(
@@ -48,6 +52,7 @@ def main() -> None:
         betas=(0.9, 0.99),
         eval_every=500,
         sample_every=500,
+        sample_prompt=args.prompt,
         device=args.device,
         overwrite=True,
     )

@@ -220,6 +220,17 @@ def test_examples_print_a_user_error_on_one_line(tmp_path):
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder or file"
+    few = tmp_path / "few"  # 3 images: none left for the held-out 10%, said before training
+    few.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(few / f"{i}.png")
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "folder_vae.py"), str(few), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "leave none for the held-out 10%" in run.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_output_paths_that_are_empty_or_under_a_file(tmp_path, capsys):

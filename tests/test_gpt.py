@@ -490,6 +490,16 @@ def test_example_trains_and_samples(tmp_path):
     assert "validation loss" in result.stdout
     assert "ROMEO:" in result.stdout
     assert (tmp_path / "ex" / "model.safetensors").is_file()
+    other = subprocess.run(  # a prompt the text cannot spell: an error before any training
+        [sys.executable, str(ROOT / "examples" / "shakespeare_gpt.py"), "--text", str(text)]
+        + ["--prompt", "Zebra", "--out-dir", str(tmp_path / "z"), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert "--prompt 'Zebra': character 'Z' at position 0" in other.stderr
+    assert not (tmp_path / "z").exists()
 
 
 def test_f_sdpa_matches_explicit_causal_attention():

@@ -161,8 +161,12 @@ def test_bad_input():
         ValueError, match=r"expected images of shape \(B, 1, 28, 28\), got \(2, 28, 28\)"
     ):
         vae.elbo(torch.rand(2, 28, 28))
-    with pytest.raises(TypeError, match="expected a float tensor.*torch.uint8"):
-        vae.elbo(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(
+        TypeError, match="expected a float tensor.*or uint8 levels, got torch.int64"
+    ):
+        vae.elbo(torch.zeros(2, 1, 28, 28, dtype=torch.long))
+    levels = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)  # 0-255, as load_images
+    torch.testing.assert_close(vae.reconstruct(levels), vae.reconstruct(levels / 255.0))
     with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
         vae.sample(0)
     for field, value, message in (

@@ -54,6 +54,8 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str)
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )
         help_text = _DEFAULTS_ELSEWHERE.get(field.name, f"(default: {default})")
+        if field.name == "max_steps":  # the length rule of TrainConfig
+            help_text = f"(default: {cls.default_max_steps} when --epochs is not given either)"
         if kind is bool:
             group.add_argument(
                 _flag(field.name),
@@ -102,7 +104,7 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
         type=_text,
         default=None,
         help=f"a dataset ({', '.join(NAMED)}), a folder of images or an .npz file (default: "
-        "mnist, or the run's data with --resume)",
+        "mnist for a new run; the run's recorded data for --resume and genai eval)",
     )
     parser.add_argument(
         "--root", type=_text, default=None, help="folder that holds a named dataset"

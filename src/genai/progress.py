@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 
 from tqdm import std
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 
 def in_notebook() -> bool:
@@ -64,6 +63,10 @@ def progress_bar(**kwargs) -> Iterator[std.tqdm]:
     bar = cls(**kwargs)
     try:
         if cls is std.tqdm and not bar.disable:
+            # Imported here: tqdm.contrib imports tqdm.auto, which warns in a notebook kernel
+            # without ipywidgets (where this branch is never taken).
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
             with logging_redirect_tqdm(tqdm_class=cls):
                 yield bar
         else:

@@ -237,10 +237,13 @@ class VAE(nn.Module, Pretrained):
 
     def _check(self, x: torch.Tensor, values: bool = False) -> torch.Tensor:
         """``x`` checked (type, shape, device; with ``values``, the [0, 1] range, one device
-        sync) and in the weights' float dtype (NumPy's float64 becomes float32)."""
+        sync) and in the weights' float dtype (NumPy's float64 becomes float32; uint8 levels
+        0-255 become [0, 1], as everywhere in genai)."""
+        if torch.is_tensor(x) and x.dtype == torch.uint8:
+            x = x.float() / 255.0
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(
-                f"expected a float tensor of images in [0, 1], got "
+                f"expected a float tensor of images in [0, 1] or uint8 levels, got "
                 f"{x.dtype if torch.is_tensor(x) else type(x).__name__}"
             )
         if x.dim() != 4 or tuple(x.shape[1:]) != self.config.image_shape:

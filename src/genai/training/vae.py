@@ -80,6 +80,8 @@ class VAETask:
         check_shape(model.config.image_shape, data)
         if eval_data is not None:
             check_shape(model.config.image_shape, eval_data)
+            if len(eval_data) == 0:
+                raise ValueError("eval_data holds no images; pass None to train without evaluation")
 
     def setup(self, device: torch.device) -> ImageBatches:
         self.model.to(device)
