@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import genai
 from genai.cli import main
@@ -138,4 +139,13 @@ def test_demo_writes_its_pictures_and_text(tmp_path):
     assert Image.open(tmp_path / "demo" / "gan" / "digits.png").size == (10 * 30 + 2, 10 * 30 + 2)
     sample = (tmp_path / "demo" / "gpt" / "sample.txt").read_text(encoding="utf-8")
     assert sample.startswith("def ") and len(sample) == 4 + 500  # one character per token
+    # the same demo each time: the models' initializations are seeded, whatever the global RNG
+    first = {p.name: p.read_bytes() for p in (tmp_path / "demo" / "vae").glob("*.png")}
+    torch.manual_seed(12345)
+    run_demo(tmp_path / "again", device="cpu", steps=3)
+    again = {p.name: p.read_bytes() for p in (tmp_path / "again" / "vae").glob("*.png")}
+    assert first == again
+    assert (tmp_path / "again" / "gan" / "digits.png").read_bytes() == (
+        tmp_path / "demo" / "gan" / "digits.png"
+    ).read_bytes()
     assert genai.load(tmp_path / "demo" / "gpt").config.block_size == 64

@@ -34,6 +34,7 @@ def run_demo(
     """
     digits = load_images("mnist", "train")
     train, held_out = split_dataset(digits, 0.9, seed=0)
+    torch.manual_seed(0)  # every model starts from a seeded initialization: the same demo each time
     vae = VAE(VAEConfig())
     config = VAETrainConfig(
         out_dir=str(out / "vae"),
@@ -62,6 +63,7 @@ def demo_gan(
 ) -> Path:
     """Train a conditional GAN for ``steps`` steps into ``out``; write ``out/digits.png``
     (10x10, row k holding digit k)."""
+    torch.manual_seed(0)
     gan = GAN(GANConfig(num_classes=10))
     config = GANTrainConfig(
         out_dir=str(out),
@@ -87,6 +89,7 @@ def demo_gpt(out: Path, overwrite: bool = False, device: str = "auto", steps: in
     distribution it learned."""
     text = python_stdlib_text(max_chars=1_000_000)
     tokenizer = CharTokenizer.from_text(text)
+    torch.manual_seed(0)
     gpt = GPT(GPTConfig(tokenizer.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128))
     config = GPTTrainConfig(
         out_dir=str(out),
