@@ -23,6 +23,10 @@ oversubscribed (each parallel region waits for its slowest thread to be schedule
 - ``lm_logging``: genai's cost of logging every step, from short runs of the same command
   alternating ``--log-every 1`` and ``--log-every 100`` (mean time per iteration between the
   first and the last train record; the one evaluation comes after it).
+- ``lm_profile``: where each step's time goes, nanoGPT's own ``model.py`` (its
+  ``configure_optimizers``) beside genai's GPT at the same settings, one process, the same batch:
+  ``torch.profiler`` self CPU time per step by kernel family (matmuls, flash attention, GELU,
+  LayerNorm, AdamW, the rest), after warm-up steps, alternating the two over ``--profile-rounds``.
 - ``vae``: pytorch/examples' ``vae/main.py`` (MLP 784-400-20, torchvision ``DataLoader`` with
   ``ToTensor``, Adam 1e-3, batch 128), its own ``train(epoch)`` timed per epoch on Fashion-MNIST
   (the IDX files of ``/usr/share/datasets/fashion-mnist`` placed where its ``datasets.MNIST``
@@ -231,6 +235,90 @@ def bench_lm_logging(args: argparse.Namespace, tmp: Path) -> dict:
 # ----------------------------------------------------------------------------------------- VAE
 
 
+PROFILE_FAMILIES = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "attention": ("flash_attention",),
+    "gelu": ("gelu",),
+    "layernorm": ("layer_norm",),
+    "adamw": ("adam",),
+}
+
+
+def _lm_steps(side: str):
+    """A training step (forward, backward, clipping, AdamW) of nanoGPT's model or genai's, at
+    nanoGPT's README CPU config, on one fixed batch."""
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
+    if side == "nanogpt":
+        sys.path.insert(0, str(ANCHORS / "nanogpt"))
+        try:
+            from model import GPT as NanoGPT
+            from model import GPTConfig as NanoConfig
+        finally:
+            sys.path.pop(0)
+        config = NanoConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128,
+                            dropout=0.0, bias=False)  # fmt: skip
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its sizes
+            model = NanoGPT(config)
+            opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+    else:
+        from genai.training.engine import decay_groups, make_adamw
+
+        model = genai.GPT(genai.GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4,
+                                          n_embd=128, bias=False))  # fmt: skip
+        opt = make_adamw(decay_groups(model, 0.1), 1e-3, torch.device("cpu"), betas=(0.9, 0.99))
+
+    def step() -> None:
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_lm_profile(args: argparse.Namespace, tmp: Path) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    result = {"bench": "anchors_lm_profile", **machine(), "steps": args.profile_steps}
+    steps = {side: _lm_steps(side) for side in ("nanogpt", "genai")}
+    shares: dict[str, list[dict]] = {side: [] for side in steps}
+    for _ in range(args.profile_rounds):
+        for side, step in steps.items():
+            for _ in range(10):  # warm-up
+                step()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(args.profile_steps):
+                    step()
+            events = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in events)
+            ms = {"step": total / args.profile_steps / 1e3}
+            for family, keys in PROFILE_FAMILIES.items():
+                ms[family] = (
+                    sum(
+                        e.self_cpu_time_total
+                        for e in events
+                        if any(k in e.key.lower() for k in keys)
+                    )
+                    / args.profile_steps
+                    / 1e3
+                )
+            ms["rest"] = ms["step"] - sum(ms[f] for f in PROFILE_FAMILIES)
+            shares[side].append(ms)
+    result["ms_per_step_by_family"] = {
+        side: {k: round(statistics.median(r[k] for r in rounds), 2) for k in rounds[0]}
+        for side, rounds in shares.items()
+    }
+    nano = result["ms_per_step_by_family"]["nanogpt"]
+    shared = nano["matmul"] + nano["attention"]
+    result["shared_kernels_ms_of_nanogpt_step"] = round(shared, 2)
+    # a genai step 1.3x shorter than nanoGPT's, less the same matmuls and attention
+    result["left_for_the_rest_at_1_3x_ms"] = round(nano["step"] / 1.3 - shared, 2)
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
 def fashion_as_mnist_files(root: Path) -> None:
     """Fashion-MNIST's IDX files where torchvision's ``datasets.MNIST(root)`` finds them."""
     raw = root / "MNIST" / "raw"
@@ -381,12 +469,14 @@ def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="lm,lm_logging,vae,gan")
+    parser.add_argument("--parts", default="lm,lm_logging,lm_profile,vae,gan")
     parser.add_argument("--text", type=Path, default=TEXT)
     parser.add_argument("--lm-iters", type=int, default=2000)
     parser.add_argument("--lm-seeds", type=int, default=3, help="rounds of nanoGPT then genai")
     parser.add_argument("--log-rounds", type=int, default=3, help="rounds of the logging cost")
     parser.add_argument("--log-steps", type=int, default=300, help="steps of each logging run")
+    parser.add_argument("--profile-rounds", type=int, default=3)
+    parser.add_argument("--profile-steps", type=int, default=40)
     parser.add_argument("--vae-rounds", type=int, default=3)
     parser.add_argument("--gan-rounds", type=int, default=3)
     parser.add_argument("--gan-steps", type=int, default=50)
@@ -397,7 +487,13 @@ def main() -> None:
     if args.threads:  # the processes started for nanoGPT and genai's CLI inherit it
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
-    benches = {"lm": bench_lm, "lm_logging": bench_lm_logging, "vae": bench_vae, "gan": bench_gan}
+    benches = {
+        "lm": bench_lm,
+        "lm_logging": bench_lm_logging,
+        "lm_profile": bench_lm_profile,
+        "vae": bench_vae,
+        "gan": bench_gan,
+    }
     for part in args.parts.split(","):
         if part not in benches:
             parser.error(f"unknown part {part!r}; choose from {', '.join(benches)}")
