@@ -273,3 +273,5 @@ def test_every_model_draws_reproducibly_with_a_seed():
         assert torch.equal(draw(seed=1), draw(seed=1))
         assert torch.equal(draw(seed=1), draw(generator=torch.Generator().manual_seed(1)))
         assert not torch.equal(draw(seed=1), draw(seed=2))
+        with pytest.raises(TypeError, match="seed must be an integer or None, got 1.5"):
+            draw(seed=1.5)

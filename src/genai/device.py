@@ -7,6 +7,7 @@ Device and precision are arguments, not code paths: every trainer takes ``device
 from __future__ import annotations
 
 import contextlib
+import operator
 
 import torch
 
@@ -99,4 +100,10 @@ def seeded_generator(
     the global RNG). The models' ``sample``/``generate`` take either, as ``generate_text`` does."""
     if generator is not None or seed is None:
         return generator
-    return torch.Generator(device).manual_seed(seed)
+    try:
+        value = operator.index(seed)  # ints, NumPy ints; not floats, bools or strings
+    except TypeError:
+        value = None
+    if value is None or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer or None, got {seed!r}")
+    return torch.Generator(device).manual_seed(value)
