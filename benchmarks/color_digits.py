@@ -38,9 +38,9 @@ import torch
 import genai
 from genai.data.images import DatasetError, ImageDataset, load_images, split_dataset
 from genai.metrics import classifier_probs, evaluate_samples, metric_classifier, real_data_floor
-from genai.models.gan import GAN, GANConfig
+from genai.gan.model import GAN, GANConfig
 from genai.plots import save_grid
-from genai.training.gan import GANTrainConfig, train_gan
+from genai.gan.train import GANTrainConfig, train_gan
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 TINTS = (

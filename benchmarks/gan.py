@@ -34,9 +34,9 @@ import torch
 import genai
 from genai.data.images import DatasetError
 from genai.metrics import classifier_fid, classifier_probs, digit_classifier, evaluate_samples
-from genai.models.gan import GAN, GANConfig
-from genai.training.gan import GANTrainConfig, train_gan
-from genai.training.vae import VAETrainConfig, train_vae
+from genai.gan.model import GAN, GANConfig
+from genai.gan.train import GANTrainConfig, train_gan
+from genai.vae.train import VAETrainConfig, train_vae
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

@@ -45,9 +45,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import genai
-from genai.models.gan import GAN, GANConfig
+from genai.gan.model import GAN, GANConfig
 from genai.training.engine import Trainer
-from genai.training.gan import GANTask, GANTrainConfig
+from genai.gan.train import GANTask, GANTrainConfig
 
 SHAPE = (3, 64, 64)
 PEAK_DTYPES = (("fp32", "float32"), ("bf16", "bfloat16"))

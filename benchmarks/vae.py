@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.metrics import eval_images, evaluate_vae
+from genai.vae.evaluate import eval_images, evaluate_vae
 from genai.plots import read_metrics
 
 REFERENCE = {"s_per_epoch": 6.4, "test_loss": 244.4}

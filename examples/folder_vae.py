@@ -20,7 +20,7 @@ import torch
 
 import genai
 from genai.data.images import split_dataset
-from genai.metrics import eval_images, evaluate_vae
+from genai.vae.evaluate import eval_images, evaluate_vae
 from genai.plots import save_grid
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genai.device import autocast, available_devices, check_precision, grad_scaler, resolve_device
+from genai.core.device import autocast, available_devices, check_precision, grad_scaler, resolve_device
 
 
 def test_auto_and_cpu():

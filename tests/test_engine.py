@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import genai
-from genai import checkpoint
-from genai.models.vae import VAE, VAEConfig
+from genai.core import checkpoint
+from genai.vae.model import VAE, VAEConfig
 from genai.training.engine import NonFiniteLossError, TrainConfig, lr_factor
-from genai.training.vae import VAETrainConfig, train_vae
+from genai.vae.train import VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 import genai
 from genai.cli import main
 from genai.data.images import ImageDataset, write_idx
-from genai.models.gan import GAN, Discriminator, GANConfig, Generator, d_loss, g_loss
+from genai.gan.model import GAN, Discriminator, GANConfig, Generator, d_loss, g_loss
 from genai.training.engine import Trainer
-from genai.training.gan import (
+from genai.gan.train import (
     GANTask,
     GANTrainConfig,
     diff_augment,

@@ -11,12 +11,12 @@ import torch
 
 import genai
 from genai.data.images import load_images
-from genai.metrics import evaluate_vae
-from genai.models.gan import GAN, GANConfig
-from genai.models.layout import buildable_sizes, conv_plan
-from genai.models.vae import VAE, VAEConfig, discretized_logistic_log_prob
-from genai.training.gan import GANTrainConfig, train_gan
-from genai.training.vae import VAETrainConfig, train_vae
+from genai.vae import evaluate_vae
+from genai.gan.model import GAN, GANConfig
+from genai.core.layout import buildable_sizes, conv_plan
+from genai.vae.model import VAE, VAEConfig, discretized_logistic_log_prob
+from genai.gan.train import GANTrainConfig, train_gan
+from genai.vae.train import VAETrainConfig, train_vae
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 64, 64)]
 

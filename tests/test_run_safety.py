@@ -15,15 +15,15 @@ import torch
 from safetensors.torch import save_file
 
 import genai
-from genai import checkpoint
+from genai.core import checkpoint, files
 from genai.cli import main
-from genai.models.gan import GANConfig
+from genai.gan.model import GANConfig
 from genai.models.gpt import GPTConfig
-from genai.models.vae import VAE, VAEConfig
-from genai.training import run_dir as runs
+from genai.vae.model import VAE, VAEConfig
+from genai.core import rundir as runs
 from genai.training.engine import NonFiniteLossError, TrainConfig
 from genai.training.lm import GPTTrainConfig
-from genai.training.vae import VAETrainConfig, train_vae
+from genai.vae.train import VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))
 
@@ -71,16 +71,16 @@ class Killed(BaseException):
 
 def count_renames(monkeypatch, run) -> int:
     calls = []
-    real = checkpoint._replace
-    monkeypatch.setattr(checkpoint, "_replace", lambda a, b: (calls.append(1), real(a, b)))
+    real = files._replace
+    monkeypatch.setattr(files, "_replace", lambda a, b: (calls.append(1), real(a, b)))
     run()
-    monkeypatch.setattr(checkpoint, "_replace", real)
+    monkeypatch.setattr(files, "_replace", real)
     return len(calls)
 
 
 def kill_at_rename(monkeypatch, k: int):
     """Make the k-th rename from now on raise :class:`Killed` instead of happening."""
-    real, calls = checkpoint._replace, {"n": 0}
+    real, calls = files._replace, {"n": 0}
 
     def replace(a, b):
         calls["n"] += 1
@@ -88,8 +88,8 @@ def kill_at_rename(monkeypatch, k: int):
             raise Killed
         return real(a, b)
 
-    monkeypatch.setattr(checkpoint, "_replace", replace)
-    return lambda: monkeypatch.setattr(checkpoint, "_replace", real)
+    monkeypatch.setattr(files, "_replace", replace)
+    return lambda: monkeypatch.setattr(files, "_replace", real)
 
 
 def test_a_kill_between_any_two_renames_leaves_one_whole_checkpoint(tmp_path, data, monkeypatch):
@@ -645,7 +645,7 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, data):
 def test_checkpoints_are_saved_before_evaluations_that_fail_or_are_interrupted(
     tmp_path, data, monkeypatch, caplog
 ):
-    from genai.training.vae import VAETask
+    from genai.vae.train import VAETask
 
     evaluate = VAETask.evaluate
     calls = []

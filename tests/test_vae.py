@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import genai
-from genai.models.vae import (
+from genai.vae.model import (
     VAE,
     VAEConfig,
     bernoulli_log_prob,
@@ -16,7 +16,7 @@ from genai.models.vae import (
     softplus,
 )
 from genai.training.engine import Trainer
-from genai.training.vae import VAETask, VAETrainConfig, train_vae
+from genai.vae.train import VAETask, VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))
 

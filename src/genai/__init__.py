@@ -1,6 +1,7 @@
 """genai: trainable generative models for PyTorch (a VAE, a GAN and a GPT-style LM)."""
 
-from genai.checkpoint import CheckpointError, RunLockedError, load
+from genai.core.checkpoint import CheckpointError, RunLockedError
+from genai.core.device import resolve_device
 from genai.data import (
     BPETokenizer,
     ByteTokenizer,
@@ -8,21 +9,22 @@ from genai.data import (
     load_images,
     load_text,
 )
-from genai.device import resolve_device
-from genai.generation import SamplingConfig, generate_text, stream_text
-from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model, list_models
-from genai.plots import grid, show
-from genai.training import (
-    GANTrainConfig,
+from genai.evaluation import EvalOptions
+from genai.gan import GAN, GANConfig, GANTrainConfig, train_gan
+from genai.gpt import (
+    GPT,
+    GPTConfig,
     GPTTrainConfig,
-    NonFiniteLossError,
-    TrainConfig,
-    TrainingInterrupted,
-    VAETrainConfig,
-    train_gan,
+    SamplingConfig,
+    generate_text,
+    stream_text,
     train_gpt,
-    train_vae,
 )
+from genai.plots import grid, show
+from genai.registry import get_model, list_models
+from genai.run import Run, load, resume
+from genai.training import NonFiniteLossError, TrainConfig, TrainingInterrupted
+from genai.vae import VAE, VAEConfig, VAETrainConfig, train_vae
 from genai.version import __version__
 
 __all__ = [
@@ -33,12 +35,14 @@ __all__ = [
     "ByteTokenizer",
     "CharTokenizer",
     "CheckpointError",
+    "EvalOptions",
     "GANConfig",
     "GANTrainConfig",
     "GPTConfig",
     "GPTTrainConfig",
     "NonFiniteLossError",
     "SamplingConfig",
+    "Run",
     "RunLockedError",
     "TrainConfig",
     "TrainingInterrupted",
@@ -53,6 +57,7 @@ __all__ = [
     "load_images",
     "load_text",
     "resolve_device",
+    "resume",
     "show",
     "stream_text",
     "train_gan",
@@ -60,8 +65,3 @@ __all__ = [
     "train_vae",
 ]
 
-
-def __getattr__(name: str):
-    from genai.deprecation import renamed
-
-    return renamed(__name__, name, ("LMTrainConfig", "train_lm"))

@@ -12,14 +12,14 @@ import torch
 
 from genai.data.images import ImageDataset, load_images, split_dataset
 from genai.data.text import CharTokenizer, python_stdlib_text
+from genai.gan.model import GAN, GANConfig
+from genai.gan.train import GANTrainConfig, train_gan
 from genai.generation import generate_text
-from genai.models.gan import GAN, GANConfig
 from genai.models.gpt import GPT, GPTConfig
-from genai.models.vae import VAE, VAEConfig
 from genai.plots import save_grid, save_vae_figures
-from genai.training.gan import GANTrainConfig, train_gan
 from genai.training.lm import GPTTrainConfig, train_gpt
-from genai.training.vae import VAETrainConfig, train_vae
+from genai.vae.model import VAE, VAEConfig
+from genai.vae.train import VAETrainConfig, train_vae
 
 
 def run_demo(

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from genai.core.device import seeded_generator
 from genai.data.text import decode_stream
-from genai.device import seeded_generator
 
 if TYPE_CHECKING:
     from genai.data.text import Tokenizer
@@ -89,13 +89,13 @@ def check_sampling(
 def _model_and_tokenizer(
     run_dir_or_model: str | Path | GPT, tokenizer: Tokenizer | None, device: str
 ) -> tuple[GPT, Tokenizer]:
-    from genai import checkpoint
+    from genai.core import checkpoint
     from genai.models.gpt import GPT  # here: genai.models.gpt imports this module
 
     model = (
         run_dir_or_model
         if isinstance(run_dir_or_model, torch.nn.Module)
-        else checkpoint.load(run_dir_or_model, device)
+        else GPT.from_pretrained(run_dir_or_model, device)
     )
     if not isinstance(model, GPT):
         raise ValueError(

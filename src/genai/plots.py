@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from genai.checkpoint import atomic_write
-from genai.validation import check_unit_range, positive_int
+from genai.core.fields import check_unit_range, positive_int
+from genai.core.files import atomic_write
 
 
 def _images(images: torch.Tensor | Any) -> torch.Tensor:

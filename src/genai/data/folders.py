@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genai.core.progress import progress_bar
 from genai.data.images import DatasetError, ImageDataset, MissingSplitError, cache_dir
-from genai.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def _read_cache(stem: Path) -> tuple[torch.Tensor, dict] | None:
 
 
 def _write_cache(stem: Path, images: torch.Tensor, meta: dict) -> None:
-    from genai.checkpoint import atomic_write
+    from genai.core.files import atomic_write
 
     try:
         atomic_write(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, images.numpy()))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genai.validation import check_unit_range, class_name_list, positive_int
+from genai.core.fields import check_unit_range, class_name_list, positive_int
 
 log = logging.getLogger(__name__)
 

@@ -298,7 +298,7 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
                 f"tiny-shakespeare is not at {path}; pass download=True (--download) or a local "
                 "path (--root)"
             )
-        from genai.checkpoint import atomic_write
+        from genai.core.files import atomic_write
 
         try:  # to a temporary file first: an interrupted download leaves nothing behind
             atomic_write(path, lambda tmp: urllib.request.urlretrieve(SHAKESPEARE_URL, tmp))

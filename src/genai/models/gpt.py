@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai.checkpoint import Pretrained, is_run_dir
-from genai.device import seeded_generator
+from genai.core.checkpoint import is_run_dir
+from genai.core.device import seeded_generator
+from genai.core.fields import check_fields, coerce_config
 from genai.generation import SAMPLING, check_sampling, top_k_filter, top_p_filter
-from genai.validation import check_fields, coerce_config
+from genai.pretrained import Pretrained
 
 # The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -422,6 +423,9 @@ class GPT(nn.Module, Pretrained):
         config: the model size (a :class:`GPTConfig` or a dict of its fields; default
             ``GPTConfig()``).
     """
+
+    kind = "gpt"
+    config_class = GPTConfig
 
     def __init__(self, config: GPTConfig | dict | None = None):
         super().__init__()

@@ -1,25 +1,6 @@
-"""Training loops on one shared engine."""
+"""The training engine that every model's loop runs on."""
 
 from genai.training.engine import NonFiniteLossError, TrainConfig, TrainingInterrupted, fit
-from genai.training.gan import GANTrainConfig, train_gan
-from genai.training.lm import GPTTrainConfig, train_gpt
-from genai.training.vae import VAETrainConfig, train_vae
+from genai.training.kind import ModelKind
 
-__all__ = [
-    "GANTrainConfig",
-    "GPTTrainConfig",
-    "NonFiniteLossError",
-    "TrainingInterrupted",
-    "TrainConfig",
-    "VAETrainConfig",
-    "fit",
-    "train_gan",
-    "train_gpt",
-    "train_vae",
-]
-
-
-def __getattr__(name: str):
-    from genai.deprecation import renamed
-
-    return renamed(__name__, name, ("LMTrainConfig", "train_lm", "generate_text", "stream_text"))
+__all__ = ["ModelKind", "NonFiniteLossError", "TrainConfig", "TrainingInterrupted", "fit"]

@@ -29,12 +29,13 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from genai import checkpoint
-from genai.device import PRECISIONS, autocast, check_precision, grad_scaler, resolve_device
+from genai.core import checkpoint
+from genai.core import rundir as runs
+from genai.core.device import PRECISIONS, autocast, check_precision, grad_scaler, resolve_device
+from genai.core.fields import check_fields
+from genai.core.files import brief
+from genai.core.progress import progress_bar
 from genai.plots import plot_losses
-from genai.progress import progress_bar
-from genai.training import run_dir as runs
-from genai.validation import check_fields
 
 log = logging.getLogger(__name__)
 
@@ -756,7 +757,7 @@ def _restore(
             trainer.scalers[name].load_state_dict(state["scalers"][name])
         _set_rng_state(state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        detail = f"no entry {e}" if isinstance(e, KeyError) else checkpoint.brief(e)
+        detail = f"no entry {e}" if isinstance(e, KeyError) else brief(e)
         raise checkpoint.CheckpointError(
             f"{run_dir / checkpoint.STATE}: resume state does not fit this run ({detail})"
         ) from e

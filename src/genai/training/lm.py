@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from genai import checkpoint
+from genai.core.fields import check_model, coerce_config
+from genai.core.files import atomic_write
 from genai.data.text import TokenBatches, Tokenizer, split_tokens
 from genai.generation import SAMPLING, generate_text
 from genai.metrics import evaluate_lm
@@ -25,7 +26,6 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
-from genai.validation import check_model, coerce_config
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -332,7 +332,7 @@ class GPTTask:
             tokenizer=self.tokenizer,
         )
         path = stem.with_suffix(".txt")
-        checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return path
 
     def checkpoint_extra(self) -> dict:

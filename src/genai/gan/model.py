@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from genai.checkpoint import Pretrained
-from genai.device import seeded_generator
-from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, class_name_list, coerce_config, positive_int
+from genai.core.device import seeded_generator
+from genai.core.fields import check_fields, class_name_list, coerce_config, positive_int
+from genai.core.layout import check_image_shape, conv_plan
+from genai.pretrained import Pretrained
 
 ARCHS = ("conv", "mlp")
 LOSSES = ("non-saturating", "hinge")
@@ -253,6 +253,9 @@ class GAN(nn.Module, Pretrained):
     Args:
         config: a :class:`GANConfig`, a dict of its fields, or None for the defaults.
     """
+
+    kind = "gan"
+    config_class = GANConfig
 
     def __init__(self, config: GANConfig | None = None):
         super().__init__()

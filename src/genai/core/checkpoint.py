@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
+from genai.core import files
+from genai.core.files import brief, fsync, fsync_dir, umask
 from genai.version import __version__
 
 CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "state.pt"
@@ -48,8 +49,6 @@ ASIDE = ".previous-run"  # an overwritten run, kept until the new run's first ch
 FORMAT = "genai-run"
 _TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
-_replace = os.replace  # every rename of a save goes through here (tests inject faults)
-
 
 class CheckpointError(ValueError):
     """A path is not a genai run directory, or its files are corrupt or inconsistent."""
@@ -57,61 +56,6 @@ class CheckpointError(ValueError):
 
 class RunLockedError(RuntimeError):
     """Another process is training in the same run directory."""
-
-
-def brief(error: BaseException, limit: int = 200) -> str:
-    """An exception as a short one-line reason (torch's messages can run to pages)."""
-    text = " ".join(str(error).split(" Exception raised from")[0].split())
-    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system can fsync a folder
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)``, fsync, then rename the temporary file onto ``path``.
-
-    The temporary file is created with the user's umask (unlike ``mkstemp``'s 0600), beside
-    ``path`` so that the rename is atomic; it is removed if ``write`` fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        write(str(tmp))
-        _fsync(tmp)
-        _replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def config_dict(
@@ -183,13 +127,13 @@ def save_checkpoint(
         torch.save({**state, "step": step}, staging / STATE)
     (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (staging / MANIFEST).write_text("\n".join(p.name for p in sorted(staging.iterdir())) + "\n")
-    mode = 0o666 & ~_umask()  # safetensors and torch.save may create files 0600
+    mode = 0o666 & ~umask()  # safetensors and torch.save may create files 0600
     for path in staging.iterdir():
         path.chmod(mode)
-        _fsync(path)
-    _fsync_dir(staging)
-    _replace(staging, run_dir / COMMIT)  # the commit point
-    _fsync_dir(run_dir)
+        fsync(path)
+    fsync_dir(staging)
+    files._replace(staging, run_dir / COMMIT)  # the commit point
+    fsync_dir(run_dir)
     _finish_commit(run_dir)
 
 
@@ -207,11 +151,11 @@ def _finish_commit(run_dir: Path) -> None:
             if name not in listed:
                 (run_dir / name).unlink(missing_ok=True)  # e.g. state.pt of an older step
             elif (commit / name).exists():
-                _replace(commit / name, run_dir / name)
-        _fsync_dir(run_dir)
+                files._replace(commit / name, run_dir / name)
+        fsync_dir(run_dir)
         (commit / MANIFEST).unlink()
     commit.rmdir()
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
 
 
 def recover(run_dir: str | Path) -> None:
@@ -252,7 +196,7 @@ def _save_stamp(run_dir: Path) -> tuple:
     return (run_dir / COMMIT).exists(), mtime
 
 
-def _consistent(run_dir: str | Path, read: Callable[[], Any]) -> Any:
+def consistent(run_dir: str | Path, read: Callable[[], Any]) -> Any:
     """Run ``read``; if a save committed under it, read again (a save takes milliseconds)."""
     run_dir = Path(run_dir)
     for _ in range(50):
@@ -348,7 +292,7 @@ def load_config(run_dir: str | Path) -> dict:
     Raises:
         CheckpointError: the folder or its ``config.json`` is missing, corrupt, or not a run.
     """
-    return _consistent(run_dir, lambda: read_config(run_dir))
+    return consistent(run_dir, lambda: read_config(run_dir))
 
 
 def _weights_step(path: Path, shown: Path) -> int:
@@ -362,22 +306,6 @@ def _weights_step(path: Path, shown: Path) -> int:
     if meta.get("format") != FORMAT or not str(meta.get("step", "")).isdigit():
         raise CheckpointError(f"{shown}: not written by genai (no genai metadata)")
     return int(meta["step"])
-
-
-def build_model(config: dict, run_dir: str | Path = "") -> torch.nn.Module:
-    """Instantiate the model a run's config describes (random weights).
-
-    :func:`genai.models.get_model` refuses absurd sizes before allocating anything.
-
-    Raises:
-        CheckpointError: the config is not a valid model config or is far too large.
-    """
-    from genai.models import get_model
-
-    try:
-        return get_model(config["kind"], **config["model_config"])
-    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
-        raise CheckpointError(f"{run_dir}: invalid model config in {CONFIG} ({e})") from e
 
 
 def load_weights(run_dir: str | Path, model: torch.nn.Module, config: dict | None = None) -> None:
@@ -404,38 +332,6 @@ def load_weights(run_dir: str | Path, model: torch.nn.Module, config: dict | Non
         raise CheckpointError(f"{run_dir / WEIGHTS}: non-finite values in {', '.join(bad[:3])}")
 
 
-def load(run_dir: str | Path, device: str | torch.device = "auto") -> torch.nn.Module:
-    """Load the model of a run directory, in eval mode, ready for ``.sample()``/``.generate()``.
-
-    A language-model run also gets its tokenizer back as ``model.tokenizer``.
-
-    Args:
-        run_dir: a run directory (or a folder written by ``save_pretrained``).
-        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
-
-    Raises:
-        CheckpointError: not a genai run, corrupt or inconsistent files.
-    """
-    from genai.device import resolve_device
-
-    device = resolve_device(device)
-
-    def read() -> torch.nn.Module:
-        config = read_config(run_dir)
-        model = build_model(config, run_dir)
-        load_weights(run_dir, model, config)
-        if config.get("tokenizer") is not None:
-            from genai.data.text import tokenizer_from_dict
-
-            try:
-                model.tokenizer = tokenizer_from_dict(config["tokenizer"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise CheckpointError(f"{Path(run_dir) / CONFIG}: invalid tokenizer ({e})") from e
-        return model
-
-    return _consistent(run_dir, read).to(device).eval()
-
-
 def load_state(run_dir: str | Path, config: dict | None = None) -> dict:
     """Read ``state.pt`` with ``weights_only=True`` (no code can run) and check its step."""
     run_dir = Path(run_dir)
@@ -454,53 +350,3 @@ def load_state(run_dir: str | Path, config: dict | None = None) -> dict:
             f" but {CONFIG} says {config['step']} (files of two checkpoints)"
         )
     return state
-
-
-class Pretrained:
-    """``save_pretrained`` / ``from_pretrained`` for the models, over the run-directory contract.
-
-    A saved folder holds ``config.json`` and ``model.safetensors`` (and, for a GPT with a
-    tokenizer, the tokenizer inside ``config.json``): ``genai.load`` reads it too.
-    """
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the model (and its tokenizer, if it has one) to folder ``path``.
-
-        A folder holding a saved model is replaced whole (crash-consistently); a folder
-        holding a training run (with resume state or metrics) or other files named like
-        genai's is refused, so that nothing is lost.
-
-        Raises:
-            FileExistsError: ``path`` holds a training run or files genai did not write.
-        """
-        from genai.models import kind_of
-
-        if not str(path).strip():
-            raise ValueError("save_pretrained needs a folder name, got an empty path")
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise NotADirectoryError(f"{str(path)!r} is a file; save_pretrained needs a folder")
-        if is_run_dir(path) and ((path / STATE).exists() or (path / "metrics.jsonl").exists()):
-            raise FileExistsError(
-                f"{str(path)!r} holds a training run; save_pretrained into another folder"
-            )
-        if not is_run_dir(path) and any((path / name).exists() for name in FILES):
-            raise FileExistsError(f"{str(path)!r} holds files genai did not write")
-        tokenizer = getattr(self, "tokenizer", None)
-        extra = {"tokenizer": tokenizer.to_dict()} if tokenizer is not None else {}
-        path.mkdir(parents=True, exist_ok=True)
-        with run_lock(path):
-            save_checkpoint(path, self, kind_of(self), step=0, extra=extra)
-        return path
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto"):
-        """Load a model saved by :meth:`save_pretrained` or trained into a run directory.
-
-        Raises:
-            CheckpointError: ``path`` is not a genai checkpoint, or holds another kind of model.
-        """
-        model = load(path, device)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model

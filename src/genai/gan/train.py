@@ -14,8 +14,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from genai.core.fields import check_model, coerce_config
 from genai.data.images import ImageBatches, ImageDataset, as_dataset, check_shape
-from genai.models.gan import GAN, LOSSES, d_loss, g_loss
+from genai.gan.model import GAN, LOSSES, d_loss, g_loss
 from genai.plots import save_grid
 from genai.training.engine import (
     Callback,
@@ -26,7 +27,6 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
-from genai.validation import check_model, coerce_config
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 * Every check that can fail is made before anything in the folder changes
   (:func:`check_run_dir`, then the engine builds data, device and optimizers).
-* One training process at a time holds the folder (:func:`genai.checkpoint.run_lock`).
+* One training process at a time holds the folder (:func:`genai.core.checkpoint.run_lock`).
 * ``overwrite`` moves the old run's files aside into ``.previous-run/`` and deletes them only when
   the new run's first checkpoint is committed; if the new run fails (or is killed) before that,
   the old run is put back (at once, or by the next process that opens the folder).
@@ -20,7 +20,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from genai import checkpoint
+from genai.core import checkpoint
+from genai.core.files import atomic_write, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _move_aside(run_dir: Path) -> None:
         target = aside / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         path.rename(target)
-    checkpoint._fsync_dir(run_dir)
+    fsync_dir(run_dir)
 
 
 def _put_back(run_dir: Path) -> None:
@@ -109,7 +110,7 @@ def _put_back(run_dir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         path.rename(target)
     shutil.rmtree(aside)
-    checkpoint._fsync_dir(run_dir)
+    fsync_dir(run_dir)
     log.warning(
         "%s: the new run stopped before its first checkpoint; the previous run is back", run_dir
     )
@@ -192,6 +193,4 @@ def keep_metrics_until(path: Path, step: int) -> None:
         if record.get("step", 0) <= step:
             kept.append(line)
     if kept != lines:
-        checkpoint.atomic_write(
-            path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept))
-        )
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))

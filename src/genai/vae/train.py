@@ -10,14 +10,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from genai.core.fields import check_model, coerce_config
 from genai.data.images import (
     ImageBatches,
     ImageDataset,
     as_dataset,
     check_shape,
 )
-from genai.metrics import eval_images, evaluate_vae
-from genai.models.vae import VAE
 from genai.plots import save_grid
 from genai.training.engine import (
     Callback,
@@ -28,7 +27,8 @@ from genai.training.engine import (
     make_adamw,
     maybe_compile,
 )
-from genai.validation import check_model, coerce_config
+from genai.vae.evaluate import eval_images, evaluate_vae
+from genai.vae.model import VAE
 
 
 @dataclass

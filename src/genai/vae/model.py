@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genai.checkpoint import Pretrained
-from genai.device import seeded_generator
-from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, check_unit_range, coerce_config, positive_int
+from genai.core.device import seeded_generator
+from genai.core.fields import check_fields, check_unit_range, coerce_config, positive_int
+from genai.core.layout import check_image_shape, conv_plan
+from genai.pretrained import Pretrained
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
@@ -43,7 +43,7 @@ class VAEConfig:
         latent_dim: size of z.
         arch: ``"mlp"`` (fully connected, any image size) or ``"conv"`` (one stride-2
             convolution per doubling from 7x7 or 4x4 up to the image, each way; see
-            :mod:`genai.models.layout`).
+            :mod:`genai.core.layout`).
         hidden_dims: MLP hidden layer widths, input side first; for ``"conv"`` the first entry
             is the width of the fully connected layer between the convolutions and z.
         channels: the convolution widths of ``"conv"``, image side first, one per stride-2
@@ -217,6 +217,9 @@ class VAE(nn.Module, Pretrained):
         >>> terms = vae.elbo(torch.rand(8, 1, 28, 28))  # dict of nats per example
         >>> images = vae.sample(16)  # (16, 1, 28, 28) in [0, 1]
     """
+
+    kind = "vae"
+    config_class = VAEConfig
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
