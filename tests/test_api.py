@@ -204,6 +204,7 @@ def test_one_set_of_sampling_defaults():
     # The CLI's sampling flags are SamplingConfig's fields, with no defaults of their own.
     args = build_parser().parse_args(["generate", "run", "--temperature", "0.5"])
     assert args.temperature == 0.5 and not hasattr(args, "top_k") and not hasattr(args, "top_p")
+    assert genai.GPTTrainConfig().sample_temperature == SAMPLING.temperature
 
 
 def test_renamed_names_still_work_with_a_warning():
