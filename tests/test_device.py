@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from genai.core.device import autocast, available_devices, check_precision, grad_scaler, resolve_device
+from genai.core.device import (
+    autocast,
+    available_devices,
+    check_precision,
+    grad_scaler,
+    resolve_device,
+)
 
 
 def test_auto_and_cpu():

@@ -17,9 +17,7 @@ import torch
 import genai
 from genai.core.checkpoint import CheckpointError
 
-COMMON = dict(
-    log_every=2, eval_every=4, sample_every=4, checkpoint_every=4, progress=False, seed=3
-)
+COMMON = dict(log_every=2, eval_every=4, sample_every=4, checkpoint_every=4, progress=False, seed=3)
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -139,3 +137,20 @@ def test_resume_of_data_in_memory_asks_for_the_data(tmp_path):
     genai.train_vae(model, images, config)
     with pytest.raises(ValueError, match="in-memory array; pass --data"):
         genai.resume(tmp_path / "run", max_steps=4)
+    assert genai.resume(tmp_path / "run", data=images, max_steps=4)["step"] == 4
+
+
+def test_resume_of_text_in_memory_takes_the_text_again(tmp_path):
+    text = "abcdefgh " * 200
+    tokenizer = genai.CharTokenizer.from_text(text)
+    model = genai.get_model(
+        "gpt", vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=16
+    )
+    config = dict(
+        out_dir=str(tmp_path / "run"), max_steps=2, batch_size=4, sample_tokens=0, progress=False
+    )
+    genai.train_gpt(model, text, tokenizer, config)
+    with pytest.raises(ValueError, match="given in memory"):
+        genai.resume(tmp_path / "run", max_steps=4)
+    assert genai.resume(tmp_path / "run", data={"text": text}, max_steps=4)["step"] == 4
+    assert genai.load(tmp_path / "run", "cpu").tokenizer.vocab_size == tokenizer.vocab_size

@@ -64,4 +64,3 @@ __all__ = [
     "train_gpt",
     "train_vae",
 ]
-

@@ -12,14 +12,10 @@ import torch
 
 from genai.data.images import ImageDataset, load_images, split_dataset
 from genai.data.text import CharTokenizer, python_stdlib_text
-from genai.gan.model import GAN, GANConfig
-from genai.gan.train import GANTrainConfig, train_gan
-from genai.generation import generate_text
-from genai.models.gpt import GPT, GPTConfig
+from genai.gan import GAN, GANConfig, GANTrainConfig, train_gan
+from genai.gpt import GPT, GPTConfig, GPTTrainConfig, generate_text, train_gpt
 from genai.plots import save_grid, save_vae_figures
-from genai.training.lm import GPTTrainConfig, train_gpt
-from genai.vae.model import VAE, VAEConfig
-from genai.vae.train import VAETrainConfig, train_vae
+from genai.vae import VAE, VAEConfig, VAETrainConfig, train_vae
 
 
 def run_demo(

@@ -89,7 +89,6 @@ def check_sampling(
 def _model_and_tokenizer(
     run_dir_or_model: str | Path | GPT, tokenizer: Tokenizer | None, device: str
 ) -> tuple[GPT, Tokenizer]:
-    from genai.core import checkpoint
     from genai.models.gpt import GPT  # here: genai.models.gpt imports this module
 
     model = (

@@ -46,17 +46,20 @@ def _length(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_request(data: Any) -> dict[str, Any]:
-    """A data request from ``data``: None (the recorded data), a name or path, or a dict."""
+    """A data request from ``data``: None (the recorded data), a name or path, a dict of data
+    options, or images in memory (a tensor, an array or an ImageDataset)."""
     if data is None:
         return {}
     if isinstance(data, (str, Path)):
         return {"source": str(data)}
     if isinstance(data, dict):
         return dict(data)
+    if hasattr(data, "shape") or hasattr(data, "images"):
+        return {"memory": data}
     raise TypeError(
-        f"data must be a dataset name or path, or a dict of data options (source, root, "
-        f"image_size, channels, ...), got {type(data).__name__}; to go on with data in memory, "
-        "call the train function with config=Run(path).config(...)"
+        f"data must be a dataset name or path, a dict of data options (source, root, "
+        f"image_size, channels, ...; text= for a language model's text), or images in memory, "
+        f"got {type(data).__name__}"
     )
 
 
@@ -140,8 +143,9 @@ class Run:
         """Continue training with the recorded data, model, tokenizer and settings.
 
         Args:
-            data: None for the recorded data, or other data: a name or path, or a dict of the
-                data options (``{"source": "photos/", "image_size": 32}``).
+            data: None for the recorded data, or other data: a name or path, a dict of the
+                data options (``{"source": "photos/", "image_size": 32}``, ``{"text": ...}``
+                for a language model's text in memory), or images in memory.
             callbacks: as in :func:`genai.training.engine.fit`.
             **overrides: training settings to change (``max_steps=8000`` extends the run).
 

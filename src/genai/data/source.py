@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genai.data.images import ImageDataset, MissingSplitError, load_images, load_recorded
+from genai.data.images import (
+    ImageDataset,
+    MissingSplitError,
+    as_dataset,
+    load_images,
+    load_recorded,
+)
 from genai.data.named import NAMED
 from genai.data.text import (
     CORPORA,
@@ -118,6 +124,10 @@ class ImageSource:
     def load(
         self, request: dict[str, Any], saved: dict | None, eval_split: bool, progress: bool = True
     ) -> ImageInputs:
+        if "memory" in request:  # images given in memory: no test split
+            return ImageInputs(
+                as_dataset(request["memory"]), None, "images given in memory", eval_split
+            )
         train = self.split(request, saved, "train", progress)
         inputs = ImageInputs(train, None, with_eval=eval_split)
         if eval_split:
@@ -190,25 +200,31 @@ class TextSource:
     def load(
         self, request: dict[str, Any], saved: dict | None, eval_split: bool, progress: bool = True
     ) -> TextInputs:
-        root = request.get("root")
         if saved is not None:  # the run's own text and tokenizer unless told otherwise
             source, root, tokenizer = self._recorded(request, saved)
         else:
-            source = request.get("source") or "python-stdlib"
-        text = load_text(source, root=root, download=request.get("download", False))
-        if saved is None:
+            source, root, tokenizer = (
+                request.get("source") or "python-stdlib",
+                request.get("root"),
+                None,
+            )
+        if "text" in request:  # the text itself, given in memory
+            text, record = request["text"], {"source": None, "root": None}
+        else:
+            text = load_text(source, root=root, download=request.get("download", False))
+            if source not in CORPORA:  # a file, folder or glob that a resume must find again
+                source = os.path.abspath(source)
+            record = {"source": source, "root": str(Path(root).resolve()) if root else None}
+        if tokenizer is None:
             kind = request.get("tokenizer") or "char"
             tokenizer = build_tokenizer(kind, text, request.get("bpe_vocab", 1024))
-        if source not in CORPORA:  # a file, folder or glob that a later resume must find again
-            source = os.path.abspath(source)
-        record = {"source": source, "root": str(Path(root).resolve()) if root else None}
         return TextInputs(text, tokenizer, record)
 
     @staticmethod
     def _recorded(request: dict[str, Any], saved: dict) -> tuple[str, Any, Tokenizer]:
         data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
         source = request.get("source") or data.get("source")
-        if not source:
+        if not source and "text" not in request:
             raise ValueError(
                 "the run was trained on text given in memory (train_gpt without source=); pass "
                 "the text again (--text or --corpus; data= in genai.resume)"
