@@ -82,7 +82,7 @@ def test_gray_run_resumed_on_rgb_data_is_refused(tmp_path, color_folder, capsys)
 
     # a resumed run with --overwrite, a new run whose --image-shape is not its data's: one line
     assert main([*resume, "--overwrite"]) == 2
-    assert "--resume and --overwrite exclude each other" in capsys.readouterr().err
+    assert "resume and overwrite exclude each other" in capsys.readouterr().err
     shaped = ["-q", "train", "gan", "--data", str(color_folder), "--image-size", "32"]
     shaped += ["--image-shape", "3", "16", "16", "--out-dir", str(tmp_path / "s"), *GAN_TINY]
     assert main([*shaped, *COMMON]) == 2
