@@ -17,12 +17,12 @@ from safetensors.torch import save_file
 import genai
 from genai import checkpoint
 from genai.cli import main
+from genai.gpt.model import GPTConfig
+from genai.gpt.train import GPTTrainConfig
 from genai.models.gan import GANConfig
-from genai.models.gpt import GPTConfig
 from genai.models.vae import VAE, VAEConfig
 from genai.training import run_dir as runs
 from genai.training.engine import NonFiniteLossError, TrainConfig
-from genai.training.lm import GPTTrainConfig
 from genai.training.vae import VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))

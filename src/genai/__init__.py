@@ -9,18 +9,16 @@ from genai.data import (
     load_text,
 )
 from genai.device import resolve_device
-from genai.generation import SamplingConfig, generate_text, stream_text
+from genai.gpt import GPTTrainConfig, SamplingConfig, generate_text, stream_text, train_gpt
 from genai.models import GAN, GPT, VAE, GANConfig, GPTConfig, VAEConfig, get_model, list_models
 from genai.plots import grid, show
 from genai.training import (
     GANTrainConfig,
-    GPTTrainConfig,
     NonFiniteLossError,
     TrainConfig,
     TrainingInterrupted,
     VAETrainConfig,
     train_gan,
-    train_gpt,
     train_vae,
 )
 from genai.version import __version__

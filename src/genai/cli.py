@@ -21,7 +21,7 @@ import torch
 from genai import checkpoint
 from genai.checkpoint import RunLockedError
 from genai.data.images import MissingSplitError, check_shape, load_images, load_recorded
-from genai.generation import SAMPLING
+from genai.gpt.sampling import SAMPLING
 from genai.training.engine import NonFiniteLossError, TrainingInterrupted
 
 log = logging.getLogger("genai")
@@ -187,7 +187,7 @@ def _run_vae(fields: dict, config, args: argparse.Namespace) -> dict:
 
 def _text_flags(parser: argparse.ArgumentParser) -> None:
     from genai.data.text import CORPORA, TOKENIZERS
-    from genai.models.gpt import RECIPES
+    from genai.gpt.recipes import RECIPES
 
     parser.add_argument(
         "--recipe",
@@ -214,8 +214,8 @@ def _text_flags(parser: argparse.ArgumentParser) -> None:
 
 def _run_gpt(fields: dict, config, args: argparse.Namespace) -> dict:
     from genai.data.text import CORPORA, build_tokenizer, load_text, tokenizer_from_dict
+    from genai.gpt.train import train_gpt
     from genai.models import get_model
-    from genai.training.lm import train_gpt
 
     root = args.root
     if config.resume:  # the run's own data unless told otherwise
@@ -275,11 +275,11 @@ class TrainKind:
 
 
 def _train_kinds() -> dict[str, TrainKind]:
+    from genai.gpt.model import GPTConfig
+    from genai.gpt.train import GPTTrainConfig
     from genai.models.gan import GANConfig
-    from genai.models.gpt import GPTConfig
     from genai.models.vae import VAEConfig
     from genai.training.gan import GANTrainConfig
-    from genai.training.lm import GPTTrainConfig
     from genai.training.vae import VAETrainConfig
 
     return {
@@ -513,16 +513,14 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from genai.generation import stream_text
+    from genai.gpt.sampling import SamplingConfig, stream_text
 
     model = _load_kind(args.run_dir, args.device, ("gpt",), "generate")
     pieces = stream_text(
         model,
         args.prompt,
         args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
+        SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
         seed=args.seed,
     )
     first = next(pieces, "")  # bad input fails here, before anything is printed

@@ -12,13 +12,11 @@ import torch
 
 from genai.data.images import ImageDataset, load_images, split_dataset
 from genai.data.text import CharTokenizer, python_stdlib_text
-from genai.generation import generate_text
+from genai.gpt import GPT, GPTConfig, GPTTrainConfig, generate_text, train_gpt
 from genai.models.gan import GAN, GANConfig
-from genai.models.gpt import GPT, GPTConfig
 from genai.models.vae import VAE, VAEConfig
 from genai.plots import save_grid, save_vae_figures
 from genai.training.gan import GANTrainConfig, train_gan
-from genai.training.lm import GPTTrainConfig, train_gpt
 from genai.training.vae import VAETrainConfig, train_vae
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 # old name -> (new name, module that defines it); removed in the release after 0.2
 RENAMED = {
-    "LMTrainConfig": ("GPTTrainConfig", "genai.training.lm"),
-    "train_lm": ("train_gpt", "genai.training.lm"),
-    "generate_text": ("generate_text", "genai.generation"),
-    "stream_text": ("stream_text", "genai.generation"),
+    "LMTrainConfig": ("GPTTrainConfig", "genai.gpt.train"),
+    "train_lm": ("train_gpt", "genai.gpt.train"),
+    "generate_text": ("generate_text", "genai.gpt.sampling"),
+    "stream_text": ("stream_text", "genai.gpt.sampling"),
 }
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genai.gpt.model import GPT, GPTConfig
 from genai.models.gan import GAN, GANConfig
-from genai.models.gpt import GPT, GPTConfig
 from genai.models.vae import VAE, VAEConfig
 from genai.validation import coerce_config
 

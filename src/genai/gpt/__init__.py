@@ -1,0 +1,21 @@
+"""The GPT: a GPT-2-style language model, its decoding and sampling, recipes and training.
+
+Modules, bottom to top: :mod:`~genai.gpt.recipes` (named settings), :mod:`~genai.gpt.sampling`
+(SamplingConfig, filters, text in and out), :mod:`~genai.gpt.decoding` (KV cache, CUDA graph,
+the token loop), :mod:`~genai.gpt.hf` (Hugging Face GPT-2), :mod:`~genai.gpt.model` (the
+architecture), :mod:`~genai.gpt.evaluate` (validation loss), :mod:`~genai.gpt.train` (the loop).
+"""
+
+from genai.gpt.model import GPT, GPTConfig
+from genai.gpt.sampling import SamplingConfig, generate_text, stream_text
+from genai.gpt.train import GPTTrainConfig, train_gpt
+
+__all__ = [
+    "GPT",
+    "GPTConfig",
+    "GPTTrainConfig",
+    "SamplingConfig",
+    "generate_text",
+    "stream_text",
+    "train_gpt",
+]

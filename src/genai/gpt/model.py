@@ -1,0 +1,444 @@
+"""A GPT-2-style decoder-only Transformer language model.
+
+Layout (GPT-2, the default): token + learned position embeddings, ``n_layer`` pre-LayerNorm blocks
+of causal self-attention and a 4x GELU MLP, a final LayerNorm, and an output head tied to the
+token embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weights map one to
+one (:meth:`GPT.from_huggingface`, :meth:`GPT.to_huggingface`, in :mod:`genai.gpt.hf`).
+
+:class:`GPTConfig` also has the options of newer small-model recipes (modded-nanogpt), each off by
+default: rotary position embeddings, RMSNorm, QK-norm, a ReLU^2 or SwiGLU MLP, an untied head,
+zero-initialized output projections, logit soft-capping. ``GPTConfig.recipe("modern")`` turns on
+the combination measured best in docs/gpt.md (:mod:`genai.gpt.recipes`).
+
+Decoding (the KV cache, the sampling loop) is :mod:`genai.gpt.decoding`; ``generate`` and
+``stream`` here only gather their sampling settings into one :class:`SamplingConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genai.checkpoint import Pretrained
+from genai.gpt import decoding, hf, recipes
+from genai.gpt.decoding import KVCache
+from genai.gpt.sampling import SamplingConfig
+from genai.validation import check_fields, coerce_config
+
+POS_EMBS = ("learned", "rope")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "relu2", "swiglu")
+
+# GPT-2's value of every layout option; a model that differs cannot be exported to Hugging Face.
+_GPT2_LAYOUT = {
+    "pos_emb": "learned",
+    "norm": "layernorm",
+    "qk_norm": False,
+    "mlp": "gelu",
+    "logit_softcap": 0.0,
+}
+
+
+@dataclass
+class GPTConfig:
+    """Size of a GPT.
+
+    Attributes:
+        vocab_size: number of token ids.
+        block_size: the context length (number of learned positions).
+        n_layer: Transformer blocks.
+        n_head: attention heads per block; must divide ``n_embd``.
+        n_embd: width of the residual stream.
+        dropout: dropout on embeddings, attention weights and residual branches, in [0, 1).
+        bias: biases in the Linear layers and LayerNorms (GPT-2 has them).
+        pos_emb: "learned" absolute position embeddings (GPT-2) or "rope" (rotary embeddings
+            of the queries and keys, no position table).
+        norm: "layernorm" (GPT-2) or "rmsnorm".
+        qk_norm: RMS-normalize queries and keys per head before attention.
+        mlp: "gelu" (GPT-2's 4x tanh-GELU), "relu2" (4x ReLU squared) or "swiglu" (a SiLU-gated
+            MLP with 8/3x width, rounded up to a multiple of 8, to keep the parameter count).
+        tie_weights: the output head shares the token embedding's weights (GPT-2).
+        zero_init: initialize every residual output projection (and an untied head) to zero.
+        logit_softcap: if > 0, logits become ``cap * tanh(logits / cap)``; 0 is off.
+    """
+
+    vocab_size: int = 65
+    block_size: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = True
+    pos_emb: str = "learned"
+    norm: str = "layernorm"
+    qk_norm: bool = False
+    mlp: str = "gelu"
+    tie_weights: bool = True
+    zero_init: bool = False
+    logit_softcap: float = 0.0
+
+    @classmethod
+    def recipe(cls, name: str, **overrides: Any) -> GPTConfig:
+        """The model layout of a named recipe ("gpt2" or "modern"), with ``overrides`` applied.
+
+        Example: ``GPTConfig.recipe("modern", n_layer=4, n_embd=128)``. The optimizer side of a
+        recipe is ``GPTTrainConfig.recipe(name)``.
+        """
+        return cls(**recipes.recipe(name, "model", overrides))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, choices in (("pos_emb", POS_EMBS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"pos_emb='rope' needs an even head size, got n_embd/n_head = "
+                f"{self.n_embd // self.n_head}"
+            )
+        if not self.logit_softcap >= 0:
+            raise ValueError(f"logit_softcap must be >= 0 (0 = off), got {self.logit_softcap}")
+
+    def non_gpt2_options(self) -> list[str]:
+        """The layout options set away from GPT-2's values, as ``name=value`` strings."""
+        return [
+            f"{name}={getattr(self, name)!r}"
+            for name, value in _GPT2_LAYOUT.items()
+            if getattr(self, name) != value
+        ]
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """RMS normalization over the last dimension, without a gain."""
+    return F.rms_norm(x, (x.shape[-1],))
+
+
+def norm_layer(config: GPTConfig) -> nn.Module:
+    """The block's normalization: GPT-2's LayerNorm or RMSNorm (both with a gain)."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=1e-6)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021) of ``(B, H, T, hd)`` queries or keys.
+
+    Channel pairs ``(i, i + hd/2)`` are rotated by the angle ``pos * base^(-2i/hd)``, so the dot
+    product of a query and a key depends on their positions only through their distance.
+    """
+
+    def __init__(self, head_dim: int, block_size: int, base: float = 10000.0):
+        super().__init__()
+        freqs = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), freqs)  # (T, hd/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x`` ``(B, H, T, hd)`` at positions ``pos`` ``(T,)``."""
+        cos, sin = self.cos[pos].to(x.dtype), self.sin[pos].to(x.dtype)  # (T, hd/2)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        head_dim = config.n_embd // config.n_head
+        self.rotary = Rotary(head_dim, config.block_size) if config.pos_emb == "rope" else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attend causally; with ``cache``, ``x`` continues the cached positions.
+
+        Args:
+            x: ``(B, T, C)`` hidden states of T new positions.
+            cache: keys/values of the earlier positions; this call appends the new ones.
+            layer: index of this block in the cache.
+            pos: ``(T,)`` positions of the new tokens (needed with rotary embeddings).
+        """
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        if self.qk_norm:
+            q, k = rms_norm(q), rms_norm(k)
+        if self.rotary is not None:
+            q, k = self.rotary(q, pos), self.rotary(k, pos)
+        mask, causal = None, True
+        if cache is not None:
+            k, v, mask, causal = cache.update(layer, k, v)  # (B, H, S, hd) each
+        dropout = self.dropout if self.training else 0.0
+        if q.dtype == torch.bfloat16 and x.device.type == "cpu":
+            # The CPU flash-attention backward is ~5x slower in bf16 than in fp32 (torch 2.14,
+            # benchmarks/lm.py): attend in fp32 there, keep the matmuls around it in bf16.
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), mask, dropout, is_causal=causal
+                ).to(q.dtype)  # (B, H, T, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+def swiglu_width(n_embd: int) -> int:
+    """Hidden width of the SwiGLU MLP: 8/3 n_embd rounded up to a multiple of 8."""
+    return -(-8 * n_embd // 24) * 8
+
+
+class MLP(nn.Module):
+    """The feed-forward block: GPT-2's 4x tanh-GELU, 4x ReLU^2, or SwiGLU.
+
+    SwiGLU's ``c_fc`` holds the gate and the value side by side: ``silu(x W_g) * (x W_v)``.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.kind = config.mlp
+        hidden = swiglu_width(config.n_embd) if config.mlp == "swiglu" else 4 * config.n_embd
+        fc_out = 2 * hidden if config.mlp == "swiglu" else hidden
+        self.c_fc = nn.Linear(config.n_embd, fc_out, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)  # (B, T, fc_out)
+        if self.kind == "gelu":
+            h = F.gelu(h, approximate="tanh")
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    """A pre-norm Transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = norm_layer(config)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = norm_layer(config)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module, Pretrained):
+    """A GPT-2-style causal language model (with the layout options of :class:`GPTConfig`).
+
+    Args:
+        config: the model size (a :class:`GPTConfig` or a dict of its fields; default
+            ``GPTConfig()``).
+    """
+
+    def __init__(self, config: GPTConfig | dict | None = None):
+        super().__init__()
+        self.config = config = coerce_config(config, GPTConfig)
+        modules = {"wte": nn.Embedding(config.vocab_size, config.n_embd)}
+        if config.pos_emb == "learned":
+            modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        modules["drop"] = nn.Dropout(config.dropout)
+        modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        modules["ln_f"] = norm_layer(config)
+        self.transformer = nn.ModuleDict(modules)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 n_layer), one per residual addition.
+        std = 0.02 / math.sqrt(2 * config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                if config.zero_init:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=std)
+        if config.zero_init and not config.tie_weights:
+            nn.init.zeros_(self.lm_head.weight)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; the position embedding is left out by default (as in GPT-2)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def _hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T = idx.shape
+        # A static cache keeps its length on the device: checking it would synchronize.
+        start = 0 if cache is None or cache.static else cache.length
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}"
+            )
+        pos = (
+            torch.arange(T, device=idx.device) if cache is None else cache.positions(T, idx.device)
+        )
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(pos)
+        x = self.transformer.drop(x)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer, pos)
+        if cache is not None:
+            cache.advance(T)
+        return self.transformer.ln_f(x)  # (B, T, C)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Output logits ``(..., V)`` of hidden states ``(..., C)``, soft-capped if configured."""
+        logits = self.lm_head(h)
+        cap = self.config.logit_softcap
+        return cap * torch.tanh(logits / cap) if cap > 0 else logits
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits at every position, and the loss when ``targets`` are given.
+
+        Args:
+            idx: ``(B, T)`` token ids, T <= block_size.
+            targets: ``(B, T)`` the next token at each position (-1 = ignore).
+
+        Returns:
+            ``(logits, loss)``: logits ``(B, T, vocab_size)``; loss is the mean cross-entropy in
+            nats per token, or ``None`` without targets.
+        """
+        logits = self._logits(self._hidden(idx))  # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
+        )
+        return logits, loss
+
+    def _next_logits(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        return self._logits(self._hidden(idx, cache)[:, -1])  # (B, V)
+
+    def decode_step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits ``(B, V)`` after one more token ``(B, 1)``, appended to ``cache``.
+
+        With a static cache every shape is fixed and nothing synchronizes with the host, so
+        this call can be captured in a CUDA graph (``decoding.GraphedDecodeStep``, which
+        ``generate(..., static_cache=True)`` uses on CUDA); the caller keeps the cache within
+        ``block_size``.
+        """
+        return self._next_logits(token, cache)
+
+    def new_cache(self, idx: torch.Tensor, static: bool = False) -> KVCache:
+        """An empty :class:`KVCache` for the rows of ``idx`` ``(B, T)``, in the compute dtype."""
+        dtype = self.transformer.wte.weight.dtype
+        if torch.is_autocast_enabled(idx.device.type):
+            dtype = torch.get_autocast_dtype(idx.device.type)
+        return KVCache(self.config, idx.shape[0], idx.device, dtype, static)
+
+    def stream(
+        self, idx: torch.Tensor, max_new_tokens: int, sampling: SamplingConfig | None = None, **kw
+    ) -> Iterator[torch.Tensor]:
+        """Yield the new ``(B,)`` tokens one step at a time; arguments as in :meth:`generate`."""
+        return decoding.stream(self, idx, max_new_tokens, sampling, **kw)
+
+    def generate(
+        self, idx: torch.Tensor, max_new_tokens: int, sampling: SamplingConfig | None = None, **kw
+    ) -> torch.Tensor:
+        """Sample a continuation of ``idx`` token by token (the loop is :mod:`genai.gpt.decoding`).
+
+        A prompt longer than ``block_size`` is cropped to its last ``block_size`` tokens. Past
+        ``block_size`` the context window slides: when it is full, its oldest ``window_shift``
+        tokens are dropped. With the KV cache (default) the cache is rebuilt at each slide; the
+        tokens equal those of ``use_cache=False``, which recomputes the same window every step.
+
+        Args:
+            idx: ``(B, T)`` prompt token ids, T >= 1.
+            max_new_tokens: tokens to add, >= 0.
+            sampling: how tokens are drawn (default ``SAMPLING``: temperature 0.8, top-p 0.95).
+            **kw: keyword options, each optional:
+
+                - ``temperature``, ``top_k``, ``top_p``: override those fields of ``sampling``
+                  (temperature 0 is greedy).
+                - ``stop``: a token id (or ids); a row that emits one keeps emitting that id,
+                  and generation ends once every row has stopped.
+                - ``generator``: the random source of sampling; ``seed``: seeds a new one
+                  instead (ignored when ``generator`` is given).
+                - ``use_cache``: use the KV cache (default True; False recomputes the context
+                  every step).
+                - ``window_shift``: tokens dropped when the window slides, in [1, block_size];
+                  default ``block_size // 4``.
+                - ``static_cache``: a fixed-shape cache (see :class:`KVCache`); on CUDA each
+                  step then replays one CUDA graph captured for this call
+                  (``GraphedDecodeStep``; not in training mode with dropout). Same tokens.
+                - ``vocab_limit``: draw only ids below it (a vocabulary padded beyond its
+                  tokenizer's).
+
+        Returns:
+            ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
+        """
+        return decoding.generate(self, idx, max_new_tokens, sampling, **kw)
+
+    @classmethod
+    def from_huggingface(cls, model_or_dir: Any) -> GPT:
+        """A GPT with the weights of a ``transformers.GPT2LMHeadModel`` (or a local folder of one).
+
+        Loading from a folder never downloads (``local_files_only``). If the folder holds a
+        ``tokenizer.json``, or GPT-2's ``vocab.json`` and ``merges.txt``, the tokenizer is
+        attached as ``model.tokenizer``.
+        """
+        return hf.from_huggingface(cls, model_or_dir)
+
+    def to_huggingface(self) -> Any:
+        """This model as a ``transformers.GPT2LMHeadModel`` with equal logits.
+
+        Without biases (``bias=False``) the Hugging Face model gets zero biases.
+
+        Raises:
+            ValueError: the model's layout is not GPT-2's (the message names the options).
+        """
+        return hf.to_huggingface(self)
