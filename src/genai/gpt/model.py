@@ -1,17 +1,14 @@
-"""A GPT-2-style decoder-only Transformer language model.
+"""A GPT-2-style decoder-only Transformer language model (its KV-cached sampler: decoding.py).
 
 Layout (GPT-2, the default): token + learned position embeddings, ``n_layer`` pre-LayerNorm blocks
 of causal self-attention and a 4x GELU MLP, a final LayerNorm, and an output head tied to the
-token embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weights map one to
-one (:meth:`GPT.from_huggingface`, :meth:`GPT.to_huggingface`, in :mod:`genai.gpt.hf`).
+token embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weights map one to one
+(:meth:`GPT.from_huggingface`, :meth:`GPT.to_huggingface`).
 
 :class:`GPTConfig` also has the options of newer small-model recipes (modded-nanogpt), each off by
 default: rotary position embeddings, RMSNorm, QK-norm, a ReLU^2 or SwiGLU MLP, an untied head,
 zero-initialized output projections, logit soft-capping. ``GPTConfig.recipe("modern")`` turns on
-the combination measured best in docs/gpt.md (:mod:`genai.gpt.recipes`).
-
-Decoding (the KV cache, the sampling loop) is :mod:`genai.gpt.decoding`; ``generate`` and
-``stream`` here only gather their sampling settings into one :class:`SamplingConfig`.
+the combination measured best in docs/gpt.md.
 """
 
 from __future__ import annotations
@@ -367,7 +364,7 @@ class GPT(nn.Module, Pretrained):
         """Logits ``(B, V)`` after one more token ``(B, 1)``, appended to ``cache``.
 
         With a static cache every shape is fixed and nothing synchronizes with the host, so
-        this call can be captured in a CUDA graph (``decoding.GraphedDecodeStep``, which
+        this call can be captured in a CUDA graph (:class:`GraphedDecodeStep`, which
         ``generate(..., static_cache=True)`` uses on CUDA); the caller keeps the cache within
         ``block_size``.
         """
@@ -400,23 +397,22 @@ class GPT(nn.Module, Pretrained):
             idx: ``(B, T)`` prompt token ids, T >= 1.
             max_new_tokens: tokens to add, >= 0.
             sampling: how tokens are drawn (default ``SAMPLING``: temperature 0.8, top-p 0.95).
-            **kw: keyword options, each optional:
 
-                - ``temperature``, ``top_k``, ``top_p``: override those fields of ``sampling``
-                  (temperature 0 is greedy).
-                - ``stop``: a token id (or ids); a row that emits one keeps emitting that id,
-                  and generation ends once every row has stopped.
-                - ``generator``: the random source of sampling; ``seed``: seeds a new one
-                  instead (ignored when ``generator`` is given).
-                - ``use_cache``: use the KV cache (default True; False recomputes the context
-                  every step).
-                - ``window_shift``: tokens dropped when the window slides, in [1, block_size];
-                  default ``block_size // 4``.
-                - ``static_cache``: a fixed-shape cache (see :class:`KVCache`); on CUDA each
-                  step then replays one CUDA graph captured for this call
-                  (``GraphedDecodeStep``; not in training mode with dropout). Same tokens.
-                - ``vocab_limit``: draw only ids below it (a vocabulary padded beyond its
-                  tokenizer's).
+        Keyword Args:
+            temperature: divides the logits; 0 means greedy (argmax).
+            top_k: keep only the k most likely tokens.
+            top_p: keep the smallest set of most likely tokens with probability >= top_p.
+            stop: a token id (or ids); a row that emits one keeps emitting that id, and
+                generation ends once every row has stopped.
+            generator: the random source of sampling.
+            use_cache: use the KV cache (False recomputes the context every step).
+            window_shift: tokens dropped when the window slides, in [1, block_size];
+                default ``block_size // 4``.
+            static_cache: use a fixed-shape cache (see :class:`KVCache`); on CUDA each step
+                then replays one CUDA graph captured for this call (:class:`GraphedDecodeStep`;
+                not in training mode with dropout). Same tokens.
+            vocab_limit: draw only ids below it (a vocabulary padded beyond its tokenizer's).
+            seed: seeds a new generator instead of ``generator`` (ignored when it is given).
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
