@@ -15,7 +15,7 @@ from genai.data.text import TokenBatches, Tokenizer, split_tokens
 from genai.gpt import recipes
 from genai.gpt.evaluate import evaluate_lm
 from genai.gpt.model import GPT
-from genai.gpt.sampling import SAMPLING, SamplingConfig, generate_text
+from genai.gpt.sampling import SAMPLING, SamplingConfig, generate_text, sampling_config
 from genai.training.engine import (
     Callback,
     TrainConfig,
@@ -94,7 +94,7 @@ class GPTTrainConfig(TrainConfig):
     @property
     def sampling(self) -> SamplingConfig:
         """How the samples written during training draw their tokens."""
-        return SamplingConfig(temperature=self.sample_temperature, top_p=SAMPLING.top_p)
+        return sampling_config(temperature=self.sample_temperature)
 
     def __post_init__(self) -> None:
         super().__post_init__()
