@@ -41,7 +41,7 @@ import torch
 
 import genai
 from genai.data.text import CharTokenizer, load_text, split_tokens
-from genai.metrics import evaluate_lm
+from genai.gpt.evaluate import evaluate_lm
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare/input.txt"
 TARGET = 1.90  # nanoGPT's mean validation loss after 2000 iterations at this config

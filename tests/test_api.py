@@ -191,20 +191,41 @@ def test_gpt_runs_remember_their_text(tmp_path, monkeypatch):
 
 
 def test_one_set_of_sampling_defaults():
+    """Every entry point takes sampling=SamplingConfig | None plus overrides of its fields, and
+    builds the one object with sampling_config; the defaults are SAMPLING's alone."""
+    import dataclasses
     import inspect
 
     from genai.cli import build_parser
-    from genai.generation import SAMPLING
+    from genai.gpt.sampling import SAMPLING, SamplingConfig, sampling_config
 
+    assert SamplingConfig() == SAMPLING
+    assert (SAMPLING.temperature, SAMPLING.top_k, SAMPLING.top_p) == (0.8, None, 0.95)
     for fn in (genai.GPT.generate, genai.GPT.stream, genai.generate_text, genai.stream_text):
         params = inspect.signature(fn).parameters
-        assert (params["temperature"].default, params["top_k"].default, params["top_p"].default) == (
-            SAMPLING.temperature, SAMPLING.top_k, SAMPLING.top_p
-        ), fn  # fmt: skip
-    # The CLI's sampling flags are SamplingConfig's fields, with no defaults of their own.
-    args = build_parser().parse_args(["generate", "run", "--temperature", "0.5"])
-    assert args.temperature == 0.5 and not hasattr(args, "top_k") and not hasattr(args, "top_p")
+        assert params["sampling"].default is None, fn
+        assert any(p.kind is p.VAR_KEYWORD for p in params.values()), fn
+        assert not {f.name for f in dataclasses.fields(SamplingConfig)} & set(params), fn
+    assert sampling_config() is SAMPLING
+    assert sampling_config(temperature=0) == SamplingConfig(temperature=0)
+    assert sampling_config(SamplingConfig(top_k=5), top_p=None) == SamplingConfig(
+        top_k=5, top_p=None
+    )
+    with pytest.raises(TypeError, match="unknown keyword argument 'temprature'"):
+        sampling_config(temprature=1.0)
+    with pytest.raises(TypeError, match="sampling must be a SamplingConfig or None, got float"):
+        sampling_config(1.0)
+    args = build_parser().parse_args(["generate", "run"])
+    assert (args.temperature, args.top_k, args.top_p) == (
+        SAMPLING.temperature,
+        SAMPLING.top_k,
+        SAMPLING.top_p,
+    )
     assert genai.GPTTrainConfig().sample_temperature == SAMPLING.temperature
+    assert genai.GPTTrainConfig().sampling == SAMPLING
+    assert genai.GPTTrainConfig(sample_temperature=0).sampling == SamplingConfig(temperature=0)
+    with pytest.raises(ValueError, match="sample_temperature must be a finite number >= 0"):
+        genai.GPTTrainConfig(sample_temperature=-1.0)
 
 
 def test_renamed_names_still_work_with_a_warning():
@@ -218,8 +239,6 @@ def test_renamed_names_still_work_with_a_warning():
 
     with pytest.warns(DeprecationWarning, match="use genai.generate_text"):
         assert training.generate_text is genai.generate_text
-    with pytest.warns(DeprecationWarning, match="beta1/beta2 are deprecated"):
-        assert genai.GPTTrainConfig(beta2=0.99).betas == (0.9, 0.99)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         genai.nope  # noqa: B018
 

@@ -14,7 +14,7 @@ import torch
 import genai
 from genai.data.images import ImageDataset
 from genai.data.text import CharTokenizer
-from genai.models.gpt import GraphedDecodeStep
+from genai.gpt.decoding import GraphedDecodeStep
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -9,8 +9,8 @@ import torch
 
 import genai
 from genai.core import checkpoint
-from genai.vae.model import VAE, VAEConfig
 from genai.training.engine import NonFiniteLossError, TrainConfig, lr_factor
+from genai.vae.model import VAE, VAEConfig
 from genai.vae.train import VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))

@@ -16,7 +16,6 @@ import genai
 from genai.cli import main
 from genai.data.images import ImageDataset, write_idx
 from genai.gan.model import GAN, Discriminator, GANConfig, Generator, d_loss, g_loss
-from genai.training.engine import Trainer
 from genai.gan.train import (
     GANTask,
     GANTrainConfig,
@@ -25,6 +24,7 @@ from genai.gan.train import (
     mode_seeking_penalty,
     train_gan,
 )
+from genai.training.engine import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"latent_dim": 8, "g_width": 8, "d_width": 8}

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 import genai
 from genai.cli import main
 from genai.data.text import BPETokenizer, CharTokenizer, TokenBatches
-from genai.models.gpt import GPT, GPTConfig, KVCache, top_k_filter, top_p_filter
-from genai.training.lm import GPTTrainConfig, train_gpt
+from genai.gpt.decoding import KVCache
+from genai.gpt.model import GPT, GPTConfig
+from genai.gpt.sampling import top_k_filter, top_p_filter
+from genai.gpt.train import GPTTrainConfig, train_gpt
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
@@ -353,7 +355,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
 
 
 def test_weight_decay_only_on_matrices(tmp_path):
-    from genai.training.lm import GPTTask
+    from genai.gpt.train import GPTTask
 
     tok = CharTokenizer.from_text(TEXT)
     model = tiny(vocab_size=tok.vocab_size, bias=True)
@@ -458,7 +460,7 @@ def test_cli_trains_generates_and_reports_bad_input(tmp_path, capsys):
     assert main(gen) == 0
     out = capsys.readouterr().out
     expected = genai.generate_text(
-        run, "ROMEO:", 12, 0.8, top_k=5, top_p=0.95, seed=1, device="cpu"
+        run, "ROMEO:", 12, temperature=0.8, top_k=5, top_p=0.95, seed=1, device="cpu"
     )
     assert out == expected + "\n"
 

@@ -13,9 +13,9 @@ from test_gpt import train_config  # one tiny training config for the GPT tests
 
 from genai.cli import main
 from genai.data.text import CharTokenizer, TokenBatches
-from genai.models.gpt import GPT, GPTConfig, KVCache, Rotary, swiglu_width
-from genai.training.engine import TrainConfig, lr_factor
-from genai.training.lm import (
+from genai.gpt.decoding import KVCache
+from genai.gpt.model import GPT, GPTConfig, Rotary, swiglu_width
+from genai.gpt.train import (
     GPTTask,
     GPTTrainConfig,
     make_muon,
@@ -23,6 +23,7 @@ from genai.training.lm import (
     muon_params,
     train_gpt,
 )
+from genai.training.engine import TrainConfig, lr_factor
 
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
 
@@ -456,7 +457,7 @@ def test_cli_recipe_modern(tmp_path, capsys):
 
 
 def test_cuda_graph_step_refuses_a_dynamic_cache():
-    from genai.models.gpt import GraphedDecodeStep
+    from genai.gpt.decoding import GraphedDecodeStep
 
     model = tiny()
     cache = model.new_cache(torch.zeros(1, 1, dtype=torch.long))  # dynamic: shapes change

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import genai
-from genai.data.images import load_images
-from genai.vae import evaluate_vae
-from genai.gan.model import GAN, GANConfig
 from genai.core.layout import buildable_sizes, conv_plan
-from genai.vae.model import VAE, VAEConfig, discretized_logistic_log_prob
+from genai.data.images import load_images
+from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTrainConfig, train_gan
+from genai.vae import evaluate_vae
+from genai.vae.model import VAE, VAEConfig, discretized_logistic_log_prob
 from genai.vae.train import VAETrainConfig, train_vae
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 64, 64)]

@@ -15,14 +15,14 @@ import torch
 from safetensors.torch import save_file
 
 import genai
-from genai.core import checkpoint, files
 from genai.cli import main
-from genai.gan.model import GANConfig
-from genai.models.gpt import GPTConfig
-from genai.vae.model import VAE, VAEConfig
+from genai.core import checkpoint, files
 from genai.core import rundir as runs
+from genai.gan.model import GANConfig
+from genai.gpt.model import GPTConfig
+from genai.gpt.train import GPTTrainConfig
 from genai.training.engine import NonFiniteLossError, TrainConfig
-from genai.training.lm import GPTTrainConfig
+from genai.vae.model import VAE, VAEConfig
 from genai.vae.train import VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import genai
+from genai.training.engine import Trainer
 from genai.vae.model import (
     VAE,
     VAEConfig,
@@ -15,7 +16,6 @@ from genai.vae.model import (
     gaussian_log_prob,
     softplus,
 )
-from genai.training.engine import Trainer
 from genai.vae.train import VAETask, VAETrainConfig, train_vae
 
 TINY = dict(arch="mlp", latent_dim=4, hidden_dims=(32,))

@@ -107,9 +107,8 @@ def _train(args: argparse.Namespace) -> None:
     if recipe is not None:
         if args.resume:
             raise ValueError("--recipe cannot be given with --resume (the run keeps its settings)")
-        recipe_model, recipe_train = kind.recipes[recipe]
-        model_fields = {**recipe_model, **model_fields}
-        train_fields = {**recipe_train, **train_fields}
+        model_fields = {**kind.recipes[recipe]["model"], **model_fields}
+        train_fields = {**kind.recipes[recipe]["train"], **train_fields}
     if args.quiet and "progress" not in vars(args):  # -q: no training bar either
         train_fields["progress"] = False
     request = kind.data.request(args)

@@ -36,7 +36,6 @@ from torch import nn
 
 from genai.core.files import atomic_write
 from genai.data.images import ImageDataset, cache_dir, to_float
-from genai.data.text import random_windows
 
 log = logging.getLogger(__name__)
 
@@ -448,20 +447,6 @@ digit_classifier = metric_classifier
 
 
 # ---- likelihoods: the VAE's ELBO and IWAE NLL, the language model's loss -----------------------
-
-
-@torch.no_grad()
-def evaluate_lm(
-    model: nn.Module, tokens: torch.Tensor, batches: int, batch_size: int, seed: int = 0
-) -> dict[str, float]:
-    """Mean next-token loss (nats) and perplexity over ``batches`` seeded random windows."""
-    generator = torch.Generator(tokens.device).manual_seed(seed)
-    x, y = random_windows(tokens, (batches, batch_size), model.config.block_size, generator)
-    total = torch.zeros((), device=tokens.device)
-    for i in range(batches):
-        total += model(x[i], y[i])[1]
-    loss = total.item() / batches
-    return {"loss": loss, "ppl": math.exp(loss)}
 
 
 @torch.no_grad()

@@ -1,14 +1,20 @@
-"""The GPT language model (Radford et al. 2019) and its modern recipe, on any UTF-8 text."""
+"""The GPT: a GPT-2-style language model, its decoding and sampling, recipes and training.
+
+Modules, bottom to top: :mod:`~genai.gpt.recipes` (named settings), :mod:`~genai.gpt.sampling`
+(SamplingConfig, filters), :mod:`~genai.gpt.decoding` (KV cache, CUDA graph,
+the token loop), :mod:`~genai.gpt.hf` (Hugging Face GPT-2), :mod:`~genai.gpt.model` (the
+architecture), :mod:`~genai.gpt.text` (text in and out), :mod:`~genai.gpt.evaluate` (validation loss),
+:mod:`~genai.gpt.train` (the loop).
+"""
 
 from genai.data.source import TEXT
-from genai.generation import SamplingConfig, generate_text, stream_text
-from genai.models.gpt import GPT, GPTConfig
-from genai.models.gpt import RECIPES as MODEL_RECIPES
+from genai.gpt.model import GPT, GPTConfig
+from genai.gpt.recipes import RECIPES
+from genai.gpt.sampling import SamplingConfig
+from genai.gpt.text import generate_text, stream_text
+from genai.gpt.train import GPTTrainConfig, train_gpt
 from genai.training.kind import ModelKind
-from genai.training.lm import RECIPES as TRAIN_RECIPES
-from genai.training.lm import GPTTrainConfig, train_gpt
 
-RECIPES = {name: (MODEL_RECIPES[name], TRAIN_RECIPES[name]) for name in MODEL_RECIPES}
 KIND = ModelKind(GPT, GPTTrainConfig, train_gpt, TEXT, makes="text", recipes=RECIPES)
 
 __all__ = [

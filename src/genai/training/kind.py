@@ -51,7 +51,7 @@ class ModelKind:
         makes: ``"images"`` (``genai sample``) or ``"text"`` (``genai generate``).
         evaluate: ``evaluate(model, train, test, options) -> dict`` for ``genai eval``, or None.
         eval_during_training: whether ``train`` takes the test split as ``eval_data``.
-        recipes: named starting points, ``name -> (model fields, train fields)``.
+        recipes: named starting points, ``name -> {"model": fields, "train": fields}``.
     """
 
     model: type
@@ -61,7 +61,7 @@ class ModelKind:
     makes: str = "images"
     evaluate: Callable[..., dict] | None = None
     eval_during_training: bool = True
-    recipes: Mapping[str, tuple[dict, dict]] = field(default_factory=dict)
+    recipes: Mapping[str, dict[str, dict]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,9 +13,11 @@ import torch
 from genai.core.fields import check_model, coerce_config
 from genai.core.files import atomic_write
 from genai.data.text import TokenBatches, Tokenizer, split_tokens
-from genai.generation import SAMPLING, generate_text
-from genai.metrics import evaluate_lm
-from genai.models.gpt import GPT
+from genai.gpt import recipes
+from genai.gpt.evaluate import evaluate_lm
+from genai.gpt.model import GPT
+from genai.gpt.sampling import SAMPLING, SamplingConfig, sampling_config
+from genai.gpt.text import generate_text
 from genai.training.engine import (
     Callback,
     TrainConfig,
@@ -28,22 +29,6 @@ from genai.training.engine import (
 )
 
 OPTIMIZERS = ("adamw", "muon")
-
-# Named training recipes; GPTConfig.recipe holds the model side of each.
-RECIPES: dict[str, dict[str, Any]] = {
-    "gpt2": {},
-    "modern": {
-        "optimizer": "muon",
-        "lr": 0.008,
-        "muon_lr": 0.02,
-        "betas": (0.8, 0.95),
-        "weight_decay": 0.0,
-        "warmup_steps": 0,
-        "lr_schedule": "wsd",
-        "decay_fraction": 0.4,
-        "min_lr_ratio": 0.0,
-    },
-}
 
 
 @dataclass
@@ -64,7 +49,8 @@ class GPTTrainConfig(TrainConfig):
         eval_batches: batches of ``batch_size`` windows per validation loss.
         sample_tokens: tokens of the text sample written at each sample step.
         sample_prompt: the sample's prompt ("" starts from token 0).
-        sample_temperature: the sample's temperature (top-p as in :data:`genai.generation.SAMPLING`).
+        sample_temperature: the sample's temperature; the rest of its :attr:`sampling` is
+            :data:`genai.gpt.sampling.SAMPLING`'s (top-p 0.95).
     """
 
     out_dir: str = "runs/gpt"
@@ -78,9 +64,6 @@ class GPTTrainConfig(TrainConfig):
     sample_every: int = 250
     grad_accum: int = 1
     betas: tuple[float, float] = (0.9, 0.95)
-    # Deprecated spellings of betas, accepted for one release.
-    beta1: InitVar[float | None] = None
-    beta2: InitVar[float | None] = None
     optimizer: str = "adamw"
     muon_lr: float = 0.02
     muon_momentum: float = 0.95
@@ -107,21 +90,14 @@ class GPTTrainConfig(TrainConfig):
         Example: ``GPTTrainConfig.recipe("modern", max_steps=2000)``; the model side is
         ``GPTConfig.recipe(name)``.
         """
-        if name not in RECIPES:
-            raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
-        return cls(**{**RECIPES[name], **overrides})
+        return cls(**recipes.recipe(name, "train", overrides))
 
-    def __post_init__(self, beta1: float | None = None, beta2: float | None = None) -> None:
-        if beta1 is not None or beta2 is not None:
-            warnings.warn(
-                "beta1/beta2 are deprecated; use betas=(beta1, beta2)",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            self.betas = (
-                self.betas[0] if beta1 is None else beta1,
-                self.betas[1] if beta2 is None else beta2,
-            )
+    @property
+    def sampling(self) -> SamplingConfig:
+        """How the samples written during training draw their tokens."""
+        return sampling_config(temperature=self.sample_temperature)
+
+    def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("grad_accum", "eval_batches"):
             if getattr(self, name) <= 0:
@@ -141,8 +117,10 @@ class GPTTrainConfig(TrainConfig):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.sample_tokens < 0:
             raise ValueError(f"sample_tokens must be >= 0, got {self.sample_tokens}")
-        if self.sample_temperature < 0:
-            raise ValueError(f"sample_temperature must be >= 0, got {self.sample_temperature}")
+        try:
+            self.sampling  # noqa: B018  (SamplingConfig checks its fields)
+        except ValueError as e:
+            raise ValueError(f"sample_{e}") from None  # the field here is sample_temperature
 
 
 def muon_params(model: GPT) -> list[torch.nn.Parameter]:
@@ -326,8 +304,7 @@ class GPTTask:
             self.model,
             c.sample_prompt,
             c.sample_tokens,
-            temperature=c.sample_temperature,
-            top_p=SAMPLING.top_p,
+            c.sampling,
             generator=generator,
             tokenizer=self.tokenizer,
         )

@@ -1,4 +1,4 @@
-"""A GPT-2-style decoder-only Transformer language model with a KV-cached sampler.
+"""A GPT-2-style decoder-only Transformer language model (its KV-cached sampler: decoding.py).
 
 Layout (GPT-2, the default): token + learned position embeddings, ``n_layer`` pre-LayerNorm blocks
 of causal self-attention and a 4x GELU MLP, a final LayerNorm, and an output head tied to the
@@ -14,23 +14,19 @@ the combination measured best in docs/gpt.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai.core.checkpoint import is_run_dir
-from genai.core.device import seeded_generator
 from genai.core.fields import check_fields, coerce_config
-from genai.generation import SAMPLING, check_sampling, top_k_filter, top_p_filter
+from genai.gpt import decoding, hf, recipes
+from genai.gpt.decoding import KVCache
+from genai.gpt.sampling import SamplingConfig
 from genai.pretrained import Pretrained
-
-# The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
-_HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 POS_EMBS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
@@ -43,21 +39,6 @@ _GPT2_LAYOUT = {
     "qk_norm": False,
     "mlp": "gelu",
     "logit_softcap": 0.0,
-}
-
-# Named model layouts; the matching optimizer settings are GPTTrainConfig.recipe's.
-RECIPES: dict[str, dict[str, Any]] = {
-    "gpt2": {},
-    "modern": {
-        "pos_emb": "rope",
-        "norm": "rmsnorm",
-        "qk_norm": True,
-        "mlp": "relu2",
-        "tie_weights": False,
-        "zero_init": True,
-        "logit_softcap": 15.0,
-        "bias": False,
-    },
 }
 
 
@@ -106,9 +87,7 @@ class GPTConfig:
         Example: ``GPTConfig.recipe("modern", n_layer=4, n_embd=128)``. The optimizer side of a
         recipe is ``GPTTrainConfig.recipe(name)``.
         """
-        if name not in RECIPES:
-            raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
-        return cls(**{**RECIPES[name], **overrides})
+        return cls(**recipes.recipe(name, "model", overrides))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -138,141 +117,6 @@ class GPTConfig:
             for name, value in _GPT2_LAYOUT.items()
             if getattr(self, name) != value
         ]
-
-
-class GraphedDecodeStep:
-    """``model.decode_step`` on a static CUDA cache, captured once in a CUDA graph and replayed.
-
-    At batch 1 a decoding step is bound by its kernel launches; a replay launches them all at
-    once. The graph is captured at the first call (after two warm-up steps on a side stream,
-    whose writes the real step overwrites: the cache position is restored after each).
-
-    Args:
-        model: the GPT.
-        cache: a static :class:`KVCache` on a CUDA device.
-    """
-
-    def __init__(self, model: GPT, cache: KVCache):
-        if not cache.static:
-            raise ValueError("a CUDA graph needs a static cache (static_cache=True)")
-        self.model, self.cache = model, cache
-        self.graph: torch.cuda.CUDAGraph | None = None
-
-    def _capture(self, token: torch.Tensor) -> None:
-        cache = self.cache
-        self.token = token.clone()  # (B, 1): the graph's input, refilled before each replay
-        length = cache.length.clone()
-        # Autocast's weight-cast cache must not outlive the capture: keep the caller's autocast
-        # (on or off, its dtype) without it.
-        autocast = torch.autocast(
-            "cuda",
-            torch.get_autocast_dtype("cuda"),
-            enabled=torch.is_autocast_enabled("cuda"),
-            cache_enabled=False,
-        )
-        with torch.cuda.device(token.device):  # the cache's GPU, whichever one is current
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), autocast:
-                for _ in range(2):
-                    self.model.decode_step(self.token, cache)
-                    cache.length.copy_(length)
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"), autocast:
-                self.logits = self.model.decode_step(self.token, cache)  # (B, V): the output
-            cache.length.copy_(length)
-
-    def __call__(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits ``(B, V)`` after ``token`` ``(B, 1)``; valid until the next call."""
-        if cache is not self.cache:
-            raise ValueError("this graph was captured on another cache")
-        if self.graph is None:
-            self._capture(token)
-        self.token.copy_(token)
-        with torch.cuda.device(token.device):
-            self.graph.replay()
-        return self.logits
-
-
-class KVCache:
-    """Keys and values of every layer for the positions already processed.
-
-    Buffers are allocated once at ``block_size``. A dynamic cache (default) counts its filled
-    positions in a Python int and attends over exactly those. A *static* cache keeps every shape
-    fixed: the position is a device tensor, new keys are written with ``index_copy_`` and
-    attention runs over the whole buffer with a mask, so one decoding step has the same shapes
-    and no host synchronization at every position (what CUDA-graph capture needs).
-
-    Args:
-        config: the model's config (sizes of the buffers).
-        batch: rows of the batch.
-        device: where the buffers live.
-        dtype: dtype of the keys and values.
-        static: fixed shapes, as above.
-    """
-
-    def __init__(
-        self,
-        config: GPTConfig,
-        batch: int,
-        device: torch.device,
-        dtype: torch.dtype,
-        static: bool = False,
-    ):
-        shape = (batch, config.n_head, config.block_size, config.n_embd // config.n_head)
-        # A static cache attends over unwritten slots under a mask: zeros, never NaN garbage.
-        alloc = torch.zeros if static else torch.empty
-        self.k = [alloc(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [alloc(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.static = static
-        self.length: int | torch.Tensor = (
-            torch.zeros((), dtype=torch.long, device=device) if static else 0
-        )
-
-    def positions(self, T: int, device: torch.device) -> torch.Tensor:
-        """``(T,)`` the positions of the next T tokens."""
-        return self.length + torch.arange(T, device=device)
-
-    def update(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-        """Append ``(B, H, T, hd)`` keys and values of ``layer``.
-
-        Returns:
-            ``(keys, values, mask, is_causal)`` for ``F.scaled_dot_product_attention`` of the T
-            new queries against every cached position.
-        """
-        T = k.shape[2]
-        if self.static:
-            pos = self.positions(T, k.device)  # (T,)
-            self.k[layer].index_copy_(2, pos, k)
-            self.v[layer].index_copy_(2, pos, v)
-            slots = torch.arange(self.k[layer].shape[2], device=k.device)
-            return self.k[layer], self.v[layer], slots[None, :] <= pos[:, None], False
-        start, end = self.length, self.length + T
-        self.k[layer][:, :, start:end] = k
-        self.v[layer][:, :, start:end] = v
-        k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, H, end, hd)
-        if start == 0:
-            return k, v, None, True
-        # New queries see every cached key and the new keys up to themselves.
-        mask = torch.ones(T, end, dtype=torch.bool, device=k.device).tril(start) if T > 1 else None
-        return k, v, mask, False
-
-    def advance(self, T: int) -> None:
-        """Mark T more positions as filled (in place, so a static cache keeps its tensor)."""
-        if self.static:
-            self.length.add_(T)
-        else:
-            self.length += T
-
-    def reset(self) -> None:
-        """Empty the cache, keeping its buffers."""
-        if self.static:
-            self.length.zero_()
-        else:
-            self.length = 0
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
@@ -529,90 +373,6 @@ class GPT(nn.Module, Pretrained):
         """
         return self._next_logits(token, cache)
 
-    @torch.inference_mode()
-    def stream(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = SAMPLING.temperature,
-        top_k: int | None = SAMPLING.top_k,
-        top_p: float | None = SAMPLING.top_p,
-        stop: int | Iterable[int] | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        window_shift: int | None = None,
-        static_cache: bool = False,
-        vocab_limit: int | None = None,
-        seed: int | None = None,
-    ) -> Iterator[torch.Tensor]:
-        """Yield new tokens one step at a time; see :meth:`generate` for the arguments.
-
-        Yields:
-            ``(B,)`` the token of each row at this step.
-        """
-        check_sampling(max_new_tokens, temperature, top_k, top_p)
-        generator = seeded_generator(generator, seed, idx.device)
-        block = self.config.block_size
-        shift = window_shift if window_shift is not None else max(1, block // 4)
-        if not 1 <= shift <= block:
-            raise ValueError(f"window_shift must be in [1, block_size={block}], got {shift}")
-        if idx.dim() != 2 or idx.shape[1] == 0:
-            raise ValueError(
-                f"idx must be (B, T) token ids with T >= 1, got shape {tuple(idx.shape)}"
-            )
-        if (
-            idx.is_floating_point()
-            or int(idx.min()) < 0
-            or int(idx.max()) >= self.config.vocab_size
-        ):
-            raise ValueError(
-                f"idx must hold token ids in [0, vocab_size={self.config.vocab_size}), got "
-                f"{idx.dtype} values in [{idx.min().item()}, {idx.max().item()}]"
-            )
-        stops = torch.tensor(
-            [stop] if isinstance(stop, int) else list(stop or ()), device=idx.device
-        )
-        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-        held = torch.zeros(idx.shape[0], dtype=torch.long, device=idx.device)
-        # The window policy: the context is at most the last block_size tokens; when it is
-        # full, its oldest `shift` tokens are dropped. The cache holds exactly the window, so
-        # with learned absolute positions it is rebuilt once per slide, not at every token.
-        window = idx[:, -block:]  # (B, T)
-        cache = self.new_cache(window, static_cache) if use_cache else None
-        step = self.decode_step
-        # Not with live dropout: its random draws would be frozen into the graph.
-        live_dropout = self.training and self.config.dropout > 0
-        if static_cache and use_cache and idx.device.type == "cuda" and not live_dropout:
-            step = GraphedDecodeStep(self, cache)
-        if vocab_limit is not None and not 1 <= vocab_limit <= self.config.vocab_size:
-            raise ValueError(
-                f"vocab_limit must be in [1, vocab_size={self.config.vocab_size}], got "
-                f"{vocab_limit}"
-            )
-        logits = self._next_logits(window, cache)  # (B, V)
-        for i in range(max_new_tokens):
-            if vocab_limit is not None:  # ids past the tokenizer's are never drawn
-                logits = logits[:, :vocab_limit]
-            token = self._sample(logits, temperature, top_k, top_p, generator)  # (B,)
-            if stops.numel():  # a stopped row repeats the stop id it drew
-                token = torch.where(done, held, token)
-                held = torch.where(done, held, token)
-                done = done | torch.isin(token, stops)
-            yield token
-            if i == max_new_tokens - 1 or (stops.numel() and bool(done.all())):
-                return
-            window = torch.cat([window, token[:, None]], dim=1)  # (B, T + 1)
-            if window.shape[1] > block:
-                window = window[:, shift:]
-                if cache is not None:
-                    cache.reset()
-                    logits = self._next_logits(window, cache)
-                    continue
-            if cache is None:
-                logits = self._next_logits(window, None)
-            else:
-                logits = step(token[:, None], cache)
-
     def new_cache(self, idx: torch.Tensor, static: bool = False) -> KVCache:
         """An empty :class:`KVCache` for the rows of ``idx`` ``(B, T)``, in the compute dtype."""
         dtype = self.transformer.wte.weight.dtype
@@ -620,42 +380,16 @@ class GPT(nn.Module, Pretrained):
             dtype = torch.get_autocast_dtype(idx.device.type)
         return KVCache(self.config, idx.shape[0], idx.device, dtype, static)
 
-    @staticmethod
-    def _sample(
-        logits: torch.Tensor,
-        temperature: float,
-        top_k: int | None,
-        top_p: float | None,
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        logits = logits.float()
-        if temperature == 0:
-            return logits.argmax(dim=-1)
-        # Shifted so the largest is 0: a tiny temperature sends the rest to -inf, never to NaN.
-        logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
-        if top_k is not None:
-            logits = top_k_filter(logits, top_k)
-        if top_p is not None and top_p < 1.0:
-            logits = top_p_filter(logits, top_p)
-        probs = logits.softmax(dim=-1)
-        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    def stream(
+        self, idx: torch.Tensor, max_new_tokens: int, sampling: SamplingConfig | None = None, **kw
+    ) -> Iterator[torch.Tensor]:
+        """Yield the new ``(B,)`` tokens one step at a time; arguments as in :meth:`generate`."""
+        return decoding.stream(self, idx, max_new_tokens, sampling, **kw)
 
     def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = SAMPLING.temperature,
-        top_k: int | None = SAMPLING.top_k,
-        top_p: float | None = SAMPLING.top_p,
-        stop: int | Iterable[int] | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        window_shift: int | None = None,
-        static_cache: bool = False,
-        vocab_limit: int | None = None,
-        seed: int | None = None,
+        self, idx: torch.Tensor, max_new_tokens: int, sampling: SamplingConfig | None = None, **kw
     ) -> torch.Tensor:
-        """Sample a continuation of ``idx`` token by token.
+        """Sample a continuation of ``idx`` token by token (the loop is :mod:`genai.gpt.decoding`).
 
         A prompt longer than ``block_size`` is cropped to its last ``block_size`` tokens. Past
         ``block_size`` the context window slides: when it is full, its oldest ``window_shift``
@@ -665,6 +399,9 @@ class GPT(nn.Module, Pretrained):
         Args:
             idx: ``(B, T)`` prompt token ids, T >= 1.
             max_new_tokens: tokens to add, >= 0.
+            sampling: how tokens are drawn (default ``SAMPLING``: temperature 0.8, top-p 0.95).
+
+        Keyword Args:
             temperature: divides the logits; 0 means greedy (argmax).
             top_k: keep only the k most likely tokens.
             top_p: keep the smallest set of most likely tokens with probability >= top_p.
@@ -683,23 +420,7 @@ class GPT(nn.Module, Pretrained):
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.
         """
-        tokens = list(
-            self.stream(
-                idx,
-                max_new_tokens,
-                temperature,
-                top_k,
-                top_p,
-                stop,
-                generator,
-                use_cache,
-                window_shift,
-                static_cache,
-                vocab_limit,
-                seed,
-            )
-        )
-        return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1) if tokens else idx.clone()
+        return decoding.generate(self, idx, max_new_tokens, sampling, **kw)
 
     @classmethod
     def from_huggingface(cls, model_or_dir: Any) -> GPT:
@@ -709,54 +430,7 @@ class GPT(nn.Module, Pretrained):
         ``tokenizer.json``, or GPT-2's ``vocab.json`` and ``merges.txt``, the tokenizer is
         attached as ``model.tokenizer``.
         """
-        from transformers import GPT2LMHeadModel
-
-        from genai.data.text import BPETokenizer
-
-        tokenizer = None
-        if isinstance(model_or_dir, (str, Path)):
-            path = Path(model_or_dir)
-            if not path.is_dir():
-                raise ValueError(f"{str(path)!r} is not a folder with a GPT-2 model")
-            if is_run_dir(path):
-                raise ValueError(
-                    f"{str(path)!r} holds a genai model, not a Hugging Face one: load it with "
-                    "genai.load (or GPT.from_pretrained)"
-                )
-            tokenizer = BPETokenizer.from_folder(path)
-            model_or_dir = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
-        hf = model_or_dir
-        c = hf.config
-        if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-            raise ValueError(f"unsupported GPT-2 activation {c.activation_function!r}")
-        if not c.scale_attn_weights or c.scale_attn_by_inverse_layer_idx:
-            raise ValueError(
-                "only GPT-2's standard 1/sqrt(head_dim) attention scaling is supported"
-            )
-        if c.layer_norm_epsilon != 1e-5:
-            raise ValueError(f"only GPT-2's layer_norm_epsilon 1e-5, got {c.layer_norm_epsilon}")
-        if c.n_inner not in (None, 4 * c.n_embd):
-            raise ValueError(f"only GPT-2's MLP width 4 * n_embd = {4 * c.n_embd}, got {c.n_inner}")
-        config = GPTConfig(
-            vocab_size=c.vocab_size,
-            block_size=c.n_positions,
-            n_layer=c.n_layer,
-            n_head=c.n_head,
-            n_embd=c.n_embd,
-            dropout=c.resid_pdrop,
-            bias=True,
-            tie_weights=c.tie_word_embeddings,
-        )
-        model = cls(config)
-        hf_state = hf.state_dict()
-        state = {}
-        for name in model.state_dict():
-            tensor = hf_state[name]
-            state[name] = tensor.t() if name.endswith(_HF_CONV1D) else tensor
-        model.load_state_dict(state)
-        if tokenizer is not None:
-            model.tokenizer = tokenizer
-        return model.to(next(hf.parameters()).device).eval()
+        return hf.from_huggingface(cls, model_or_dir)
 
     def to_huggingface(self) -> Any:
         """This model as a ``transformers.GPT2LMHeadModel`` with equal logits.
@@ -766,39 +440,4 @@ class GPT(nn.Module, Pretrained):
         Raises:
             ValueError: the model's layout is not GPT-2's (the message names the options).
         """
-        c = self.config
-        options = c.non_gpt2_options()
-        if options:
-            raise ValueError(
-                f"to_huggingface needs GPT-2's layout; this model has {', '.join(options)}"
-            )
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        hf_config = GPT2Config(
-            vocab_size=c.vocab_size,
-            n_positions=c.block_size,
-            n_embd=c.n_embd,
-            n_layer=c.n_layer,
-            n_head=c.n_head,
-            resid_pdrop=c.dropout,
-            embd_pdrop=c.dropout,
-            attn_pdrop=c.dropout,
-            activation_function="gelu_new",
-            layer_norm_epsilon=1e-5,
-            tie_word_embeddings=c.tie_weights,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-        hf = GPT2LMHeadModel(hf_config)
-        ours = self.state_dict()
-        state = {}
-        for name, tensor in hf.state_dict().items():
-            if name in ours:
-                value = ours[name]
-                state[name] = value.t() if name.endswith(_HF_CONV1D) else value
-            elif name.endswith(".bias") and name.removesuffix(".bias") + ".weight" in ours:
-                state[name] = torch.zeros_like(tensor)  # bias=False: HF's biases are zero
-            else:
-                state[name] = tensor  # buffers such as the causal mask
-        hf.load_state_dict(state)
-        return hf.to(self.lm_head.weight.device).eval()
+        return hf.to_huggingface(self)

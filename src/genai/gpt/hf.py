@@ -1,0 +1,116 @@
+"""Hugging Face GPT-2 import and export: ``GPT.from_huggingface`` and ``GPT.to_huggingface``.
+
+Module names of :class:`genai.gpt.model.GPT` follow ``GPT2LMHeadModel``'s, so weights map one to
+one; the only change is the transpose of the Linear layers Hugging Face stores as ``Conv1D``.
+``transformers`` is an optional dependency, imported when one of these is called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genai.core.checkpoint import is_run_dir
+from genai.data.text import BPETokenizer
+
+# The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
+_HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def _load_folder(path: Path) -> tuple[Any, BPETokenizer | None]:
+    """The ``GPT2LMHeadModel`` of a local folder (never downloaded) and its tokenizer, if any."""
+    from transformers import GPT2LMHeadModel
+
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is not a folder with a GPT-2 model")
+    if is_run_dir(path):
+        raise ValueError(
+            f"{str(path)!r} holds a genai model, not a Hugging Face one: load it with "
+            "genai.load (or GPT.from_pretrained)"
+        )
+    tokenizer = BPETokenizer.from_folder(path)
+    return GPT2LMHeadModel.from_pretrained(path, local_files_only=True), tokenizer
+
+
+def _config_fields(c: Any) -> dict[str, Any]:
+    """The :class:`GPTConfig` fields of a Hugging Face ``GPT2Config``; refuses other layouts."""
+    if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"unsupported GPT-2 activation {c.activation_function!r}")
+    if not c.scale_attn_weights or c.scale_attn_by_inverse_layer_idx:
+        raise ValueError("only GPT-2's standard 1/sqrt(head_dim) attention scaling is supported")
+    if c.layer_norm_epsilon != 1e-5:
+        raise ValueError(f"only GPT-2's layer_norm_epsilon 1e-5, got {c.layer_norm_epsilon}")
+    if c.n_inner not in (None, 4 * c.n_embd):
+        raise ValueError(f"only GPT-2's MLP width 4 * n_embd = {4 * c.n_embd}, got {c.n_inner}")
+    return {
+        "vocab_size": c.vocab_size,
+        "block_size": c.n_positions,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_embd": c.n_embd,
+        "dropout": c.resid_pdrop,
+        "bias": True,
+        "tie_weights": c.tie_word_embeddings,
+    }
+
+
+def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
+    """A ``cls`` (the GPT class) with the weights of a ``transformers.GPT2LMHeadModel`` (or a local folder of
+    one); see ``GPT.from_huggingface``."""
+    tokenizer = None
+    if isinstance(model_or_dir, (str, Path)):
+        model_or_dir, tokenizer = _load_folder(Path(model_or_dir))
+    hf = model_or_dir
+    model = cls(_config_fields(hf.config))
+    hf_state = hf.state_dict()
+    state = {}
+    for name in model.state_dict():
+        tensor = hf_state[name]
+        state[name] = tensor.t() if name.endswith(_HF_CONV1D) else tensor
+    model.load_state_dict(state)
+    if tokenizer is not None:
+        model.tokenizer = tokenizer
+    return model.to(next(hf.parameters()).device).eval()
+
+
+def to_huggingface(model: nn.Module) -> Any:
+    """``model`` (a GPT) as a ``transformers.GPT2LMHeadModel``; see ``GPT.to_huggingface``."""
+    c = model.config
+    options = c.non_gpt2_options()
+    if options:
+        raise ValueError(
+            f"to_huggingface needs GPT-2's layout; this model has {', '.join(options)}"
+        )
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf_config = GPT2Config(
+        vocab_size=c.vocab_size,
+        n_positions=c.block_size,
+        n_embd=c.n_embd,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        resid_pdrop=c.dropout,
+        embd_pdrop=c.dropout,
+        attn_pdrop=c.dropout,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+        tie_word_embeddings=c.tie_weights,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    hf = GPT2LMHeadModel(hf_config)
+    ours = model.state_dict()
+    state = {}
+    for name, tensor in hf.state_dict().items():
+        if name in ours:
+            value = ours[name]
+            state[name] = value.t() if name.endswith(_HF_CONV1D) else value
+        elif name.endswith(".bias") and name.removesuffix(".bias") + ".weight" in ours:
+            state[name] = torch.zeros_like(tensor)  # bias=False: HF's biases are zero
+        else:
+            state[name] = tensor  # buffers such as the causal mask
+    hf.load_state_dict(state)
+    return hf.to(model.lm_head.weight.device).eval()

@@ -1,1 +1,0 @@
-"""Transitional: the GPT lives here until it moves to genai/gpt."""
