@@ -208,21 +208,11 @@ def test_one_set_of_sampling_defaults():
     assert genai.GPTTrainConfig().sample_temperature == SAMPLING.temperature
 
 
-def test_renamed_names_still_work_with_a_warning():
-    with pytest.warns(
-        DeprecationWarning, match="genai.LMTrainConfig is deprecated; use genai.GPTTrainConfig"
-    ):
-        assert genai.LMTrainConfig is genai.GPTTrainConfig
-    with pytest.warns(DeprecationWarning, match="use genai.train_gpt"):
-        assert genai.train_lm is genai.train_gpt
-    from genai import training
-
-    with pytest.warns(DeprecationWarning, match="use genai.generate_text"):
-        assert training.generate_text is genai.generate_text
+def test_beta1_beta2_still_work_with_a_warning():
     with pytest.warns(DeprecationWarning, match="beta1/beta2 are deprecated"):
         assert genai.GPTTrainConfig(beta2=0.99).betas == (0.9, 0.99)
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        genai.nope  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'LMTrainConfig'"):
+        genai.LMTrainConfig  # noqa: B018  (the renamed names never shipped)
 
 
 def test_optimizers_share_one_vocabulary(tmp_path):

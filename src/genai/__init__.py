@@ -59,9 +59,3 @@ __all__ = [
     "train_gpt",
     "train_vae",
 ]
-
-
-def __getattr__(name: str):
-    from genai.deprecation import renamed
-
-    return renamed(__name__, name, ("LMTrainConfig", "train_lm"))

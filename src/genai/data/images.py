@@ -434,8 +434,7 @@ def load_recorded(record: dict, split: str, **overrides) -> ImageDataset:
     """
     if not record or "source" not in record:
         raise DatasetError("the run does not record its image data; pass --data")
-    # Runs written before folders and arrays were supported record the dataset's name only.
-    source = record["source"] if "image_shape" in record else record.get("dataset", "mnist")
+    source = record["source"]
     if source == "array" and overrides.get("source") is None:
         raise DatasetError("the run was trained on an in-memory array; pass --data")
     args = {
