@@ -154,17 +154,3 @@ def class_name_list(class_names: Any, what: str = "class_names") -> tuple[str, .
     if len(set(names)) != len(names):
         raise ValueError(f"{what}: each name once, got {list(names)}")
     return names
-
-
-def check_unit_range(x: Any, what: str = "float images", tolerance: float = 0.0) -> None:
-    """Raise ``ValueError`` unless float tensor ``x`` lies in [0, 1] (within ``tolerance``; NaN
-    never does), naming the range found and, for 0-255 levels or [-1, 1] images, the fix."""
-    lo, hi = (float(v) for v in x.aminmax())
-    if lo >= -tolerance and hi <= 1.0 + tolerance:
-        return
-    hint = ""
-    if hi > 1.5:
-        hint = "; 0-255 levels: divide by 255 (x / 255) or pass uint8"
-    elif lo >= -1.0 and hi <= 1.0:
-        hint = "; a [-1, 1] image: (x + 1) / 2"
-    raise ValueError(f"{what} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")

@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from genai.checkpoint import Pretrained
+from genai.data.images import check_unit_range, to_float
 from genai.device import seeded_generator
+from genai.kernels import at_least_fp32, softplus
 from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, check_unit_range, coerce_config, positive_int
+from genai.validation import check_fields, coerce_config, positive_int
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
@@ -133,42 +135,13 @@ def _conv_decoder(
     return nn.Sequential(*layers)
 
 
-def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-class _Softplus(torch.autograd.Function):
-    """``log(1 + exp(v))``, as ``F.softplus`` computes it, at several times its speed on a CPU.
-
-    ATen's softplus (and ``log1p``, behind ``binary_cross_entropy_with_logits``) runs one
-    element at a time there. Here ``softplus(v) = max(v, 0) + log(1 + exp(-|v|))``: the
-    ``log`` argument lies in (1, 2], so the vectorized ``log`` loses under 1.2e-7 (fp32's
-    epsilon) against ``log1p``; the gradient is ``sigmoid(v)``, exact.
-    """
-
-    @staticmethod
-    def forward(ctx, v: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(v)
-        return v.clamp(min=0) + torch.log(1 + torch.exp(-v.abs()))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (v,) = ctx.saved_tensors
-        return grad * torch.sigmoid(v)
-
-
-def softplus(v: torch.Tensor) -> torch.Tensor:
-    """``log(1 + exp(v))`` elementwise; a half-precision ``v`` (autocast) is computed in fp32."""
-    return _Softplus.apply(_at_least_fp32(v))
-
-
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log Bernoulli(x | sigmoid(logits)) = ``x * logits - softplus(logits)`` per element, in
     nats, for ``x`` in [0, 1]: ``-F.binary_cross_entropy_with_logits``, faster on a CPU.
 
     For gray ``x`` it is the usual MNIST "BCE" log-likelihood (unnormalized).
     """
-    logits = _at_least_fp32(logits)  # as F.binary_cross_entropy_with_logits under autocast
+    logits = at_least_fp32(logits)  # as F.binary_cross_entropy_with_logits under autocast
     return x * logits - softplus(logits)
 
 
@@ -240,7 +213,7 @@ class VAE(nn.Module, Pretrained):
         sync) and in the weights' float dtype (NumPy's float64 becomes float32; uint8 levels
         0-255 become [0, 1], as everywhere in genai)."""
         if torch.is_tensor(x) and x.dtype == torch.uint8:
-            x = x.float() / 255.0
+            x = to_float(x)
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(
                 f"expected a float tensor of images in [0, 1] or uint8 levels, got "
