@@ -28,7 +28,7 @@ from genai.data.images import check_unit_range, to_float
 from genai.device import seeded_generator
 from genai.kernels import at_least_fp32, softplus
 from genai.models.layout import check_image_shape, conv_plan
-from genai.validation import check_fields, coerce_config, positive_int
+from genai.validation import Config, check_fields, coerce_config, field, positive_int
 
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
@@ -38,7 +38,7 @@ MAX_WIDTH = 256
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(Config):
     """Architecture of a :class:`VAE`.
 
     Attributes:
@@ -57,11 +57,11 @@ class VAEConfig:
         image_shape: ``(C, H, W)`` of the images, C = 1 or 3.
     """
 
-    latent_dim: int = 32
-    arch: str = "conv"
-    hidden_dims: tuple[int, ...] = (512,)
-    channels: tuple[int, ...] | None = None
-    likelihood: str | None = None
+    latent_dim: int = field(32, gt=0)
+    arch: str = field("conv", choices=ARCHS)
+    hidden_dims: tuple[int, ...] = field((512,), gt=0, nonempty=True, rule="one or more sizes > 0")
+    channels: tuple[int, ...] | None = field(None, gt=0, rule="sizes > 0")
+    likelihood: str | None = field(None, choices=LIKELIHOODS)
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
 
     def __post_init__(self) -> None:
@@ -69,16 +69,6 @@ class VAEConfig:
         self.image_shape = check_image_shape(self.image_shape)
         if self.likelihood is None:
             self.likelihood = "bernoulli" if self.image_shape[0] == 1 else "logistic"
-        if self.latent_dim <= 0:
-            raise ValueError(f"latent_dim must be > 0, got {self.latent_dim}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if not self.hidden_dims or any(h <= 0 for h in self.hidden_dims):
-            raise ValueError(f"hidden_dims must be one or more sizes > 0, got {self.hidden_dims}")
-        if self.channels is not None and any(c <= 0 for c in self.channels):
-            raise ValueError(f"channels must be sizes > 0, got {self.channels}")
         if self.arch == "conv":
             _, blocks = conv_plan(self.image_shape)
             if self.channels is not None and len(self.channels) != blocks:
