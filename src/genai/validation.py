@@ -144,11 +144,12 @@ class Rule:
         the rule; ``None`` always does."""
         if value is None:
             return
+        if self.nonempty and not (value.strip() if isinstance(value, str) else value):
+            if self.rule is None:
+                raise ValueError(f"{name} must not be empty")
+            raise ValueError(f"{name} must be {self.rule}, got {value!r}")
         entries = value if isinstance(value, tuple) else (value,)
-        empty = not (value.strip() if isinstance(value, str) else value) if self.nonempty else False
-        if empty and self.rule is None:
-            raise ValueError(f"{name} must not be empty")
-        if empty or not all(self.holds(v) for v in entries):
+        if not all(self.holds(v) for v in entries):
             raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
 
 
@@ -267,14 +268,8 @@ def fit_default(config: Any, name: str, limit: int, what: str, minimum: int = 1)
     if value <= limit or limit < minimum or not is_default(config, name):
         return config
     log.warning(
-        "%s: the default %d is larger than the data (%d %s); using %s=%d (give %s to choose)",
-        name,
-        value,
-        limit,
-        what,
-        name,
-        limit,
-        name,
+        "%s: the default %d is larger than the data (%d %s); using %s=%d",
+        *(name, value, limit, what, name, limit),
     )
     return replace(config, **{name: limit})
 
