@@ -55,7 +55,8 @@ class TrainConfig(Config):
         out_dir: the run directory.
         epochs: passes over the training data (used when ``max_steps`` is None).
         max_steps: optimizer steps; wins over ``epochs``.
-        batch_size: examples per optimizer step (per process under torchrun).
+        batch_size: examples per optimizer step (per process under torchrun); the image loops
+            lower a default larger than the data to the number of images.
         lr: peak learning rate.
         betas: Adam's moment decays (beta1, beta2).
         weight_decay: decoupled weight decay (AdamW) of weight matrices and convolution
