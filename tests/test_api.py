@@ -228,19 +228,9 @@ def test_one_set_of_sampling_defaults():
         genai.GPTTrainConfig(sample_temperature=-1.0)
 
 
-def test_renamed_names_still_work_with_a_warning():
-    with pytest.warns(
-        DeprecationWarning, match="genai.LMTrainConfig is deprecated; use genai.GPTTrainConfig"
-    ):
-        assert genai.LMTrainConfig is genai.GPTTrainConfig
-    with pytest.warns(DeprecationWarning, match="use genai.train_gpt"):
-        assert genai.train_lm is genai.train_gpt
-    from genai import training
-
-    with pytest.warns(DeprecationWarning, match="use genai.generate_text"):
-        assert training.generate_text is genai.generate_text
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        genai.nope  # noqa: B018
+def test_names_that_never_shipped_are_gone():
+    with pytest.raises(AttributeError, match="has no attribute 'LMTrainConfig'"):
+        genai.LMTrainConfig  # noqa: B018  (the renamed names never shipped)
 
 
 def test_optimizers_share_one_vocabulary(tmp_path):

@@ -582,7 +582,7 @@ def test_cli_resume_keeps_its_directory_and_its_text(tmp_path, capsys, monkeypat
     assert "gpt:" not in capsys.readouterr().err  # -q: no progress bar
     fork = ["-q", "train", "gpt", "--resume", str(run), "--out-dir", str(tmp_path / "fork")]
     assert main([*fork, "--max-steps", "4"]) == 2
-    assert "--out-dir" in capsys.readouterr().err and not (tmp_path / "fork").exists()
+    assert "out_dir" in capsys.readouterr().err and not (tmp_path / "fork").exists()
     api = tmp_path / "api"  # trained from Python on in-memory text: resume asks for the text
     train_gpt(tiny(vocab_size=40), TEXT, CharTokenizer.from_text(TEXT),
               dict(out_dir=str(api), max_steps=2, device="cpu", progress=False, batch_size=2))  # fmt: skip

@@ -282,13 +282,6 @@ def test_unlabeled_batches_and_recorded_reload(photo_folder):
         load_recorded(flat.describe(), "train")
 
 
-def test_runs_recorded_before_image_sources_still_reload():
-    old = {"dataset": "mnist", "source": "/where/it/was/found"}  # config.json of older runs
-    data = load_recorded(old, "train")  # GENAI_DATA is empty: the offline digits
-    assert data.name == "mnist" and data.image_shape == (1, 28, 28)
-    assert data.describe()["source"] == "mnist" and data.class_names[3] == "3"
-
-
 def test_the_cache_keeps_folders_with_the_same_file_names_apart(tmp_path):
     """train/cat/0.bmp and test/cat/0.bmp: same relative path, size and mtime, other pixels."""
     for split, value in (("train", 0), ("test", 255)):

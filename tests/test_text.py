@@ -151,16 +151,12 @@ def test_token_batches_need_more_tokens_than_the_block():
         TokenBatches(torch.arange(16), block_size=16, batch_size=2)
 
 
-def test_shakespeare_download_place_and_the_older_one(tmp_path, monkeypatch):
+def test_shakespeare_download_place(tmp_path, monkeypatch):
     import os
     from pathlib import Path
 
     with pytest.raises(FileNotFoundError, match="genai-data/tinyshakespeare/input.txt"):
         load_text("shakespeare")  # looked for where downloads go: $GENAI_DATA
-    old = Path(os.environ["GENAI_CACHE"]) / "tinyshakespeare" / "input.txt"
-    old.parent.mkdir(parents=True)
-    old.write_text("First Citizen:\nold place")
-    assert load_text("shakespeare").endswith("old place")  # a download made before still found
     new = Path(os.environ["GENAI_DATA"]) / "tinyshakespeare" / "input.txt"
     new.parent.mkdir(parents=True)
     new.write_text("First Citizen:\nnew place")

@@ -14,7 +14,6 @@ from genai.vae.model import (
     bernoulli_log_prob,
     gaussian_kl,
     gaussian_log_prob,
-    softplus,
 )
 from genai.vae.train import VAETask, VAETrainConfig, train_vae
 
@@ -237,12 +236,3 @@ def test_bernoulli_log_prob_and_its_gradient_match_torch(scale):
     # fp32: within a few fp32 ulps of the float64 reference, per pixel and per image sum
     ours32 = bernoulli_log_prob(logits.detach().float(), x.float())
     torch.testing.assert_close(ours32.double(), ref.detach(), rtol=1e-6, atol=2e-6 * scale)
-
-
-def test_softplus_gradient_is_the_sigmoid_and_runs_in_fp32_under_autocast():
-    v = torch.linspace(-120, 120, 2001, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(softplus, (v[::100].detach().clone().requires_grad_(),))
-    (d,) = torch.autograd.grad(softplus(v).sum(), v)
-    torch.testing.assert_close(d, torch.sigmoid(v.detach()))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert softplus(torch.ones(3, dtype=torch.bfloat16)).dtype == torch.float32

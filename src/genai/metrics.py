@@ -35,7 +35,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from genai.core.files import atomic_write
-from genai.data.images import ImageDataset, cache_dir, to_float
+from genai.data.images import ImageDataset, cache_dir, to_float, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ def _as_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
             raise ValueError(
                 f"expected float images in [0, 1] (or uint8), got values in [{low:.3g}, {high:.3g}]"
             )
-        images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+        images = to_uint8(images)
     return images[:, :3] if images.shape[1] == 4 else images.expand(-1, 3, -1, -1)
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from genai.core.fields import check_unit_range, positive_int
+from genai.core.fields import positive_int
 from genai.core.files import atomic_write
+from genai.data.images import check_unit_range, to_float, to_uint8
 
 
 def _images(images: torch.Tensor | Any) -> torch.Tensor:
@@ -42,7 +43,7 @@ def _images(images: torch.Tensor | Any) -> torch.Tensor:
         lo, hi = int(images.min()), int(images.max())
         if lo < 0 or hi > 255:
             raise ValueError(f"integer images must be 0-255 levels, got values in [{lo}, {hi}]")
-        return images.float() / 255.0
+        return to_float(images)
     check_unit_range(images, tolerance=1e-3)  # rounding passes, and is clamped
     return images.float().clamp_(0.0, 1.0)
 
@@ -80,7 +81,7 @@ def show(images: torch.Tensor, nrow: int = 8, scale: int = 1):
     if not isinstance(scale, int) or scale <= 0:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     images = _images(images)
-    array = (grid(images, nrow) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
+    array = to_uint8(grid(images, nrow)).permute(1, 2, 0).numpy()  # (H, W, C)
     gray = images.shape[1] == 1  # make_grid repeats one channel three times
     image = Image.fromarray(array[..., 0] if gray else array[..., : images.shape[1]])
     return (
@@ -146,7 +147,7 @@ def save_vae_figures(vae, images: torch.Tensor, out: str | Path, seed: int = 0) 
     device = next(vae.parameters()).device
     vae.eval()
     gen = torch.Generator(device).manual_seed(seed)
-    x = images.to(device).float() / 255.0  # (N, C, H, W)
+    x = to_float(images.to(device))  # (N, C, H, W)
     mask = torch.ones_like(x, dtype=torch.bool)
     mask[:, :, x.shape[2] // 2 :, :] = False  # the lower half is missing
     completed = vae.impute(x, mask, steps=50, generator=gen)

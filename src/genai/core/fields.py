@@ -1,22 +1,48 @@
-"""Type checks for the config dataclasses, from their annotations, before any file is touched.
+"""Config fields: each field's type, range and choices declared once, checked by :func:`check_fields`.
 
-Every config calls :func:`check_fields` first in its ``__post_init__``: a value whose type does
-not fit its field's annotation is a ``TypeError`` naming the field, so ``latent_dim=3.5``,
-``lr="1e-3"`` or ``batch_size=True`` never reach a comparison or a run directory. Lossless
-conversions are made in place: an int where a float is expected, a list where a tuple is.
-Floats must be finite (``lr=inf`` and ``grad_clip=nan`` are refused).
+A config is a dataclass deriving from :class:`Config` whose fields state their rules with
+:func:`field`::
+
+    @dataclass
+    class TrainConfig(Config):
+        batch_size: int = field(128, gt=0)
+        lr: float = field(1e-3, gt=0)
+        betas: tuple[float, float] = field((0.9, 0.999), ge=0, lt=1, rule="two numbers in [0, 1)")
+        lr_schedule: str = field("constant", choices=SCHEDULES)
+
+        def __post_init__(self):
+            check_fields(self)  # then the rules that tie fields together
+
+:func:`check_fields` first checks every value against its annotation: a value whose type does
+not fit is a ``TypeError`` naming the field, so ``latent_dim=3.5``, ``lr="1e-3"`` or
+``batch_size=True`` never reach a comparison or a run directory. Lossless conversions are made
+in place: an int where a float is expected, a list where a tuple is. Floats must be finite
+(``lr=inf`` and ``grad_clip=nan`` are refused). Then every field's rule: a value outside it is a
+``ValueError`` on one line, ``batch_size must be > 0, got 0``. ``None`` (of an ``X | None``
+field) passes every rule; a rule on a tuple applies to each entry. A subclass that redeclares a
+field only to change its default (``lr: float = 2e-3``) keeps the base class's rule.
+
+A :class:`Config` also records which fields its caller gave (:func:`given`): the others hold
+defaults, which training may fit to the data (:func:`fit_default`: a default batch size larger
+than a small dataset becomes the dataset's size), while a value the user chose is never changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import logging
 import math
 import numbers
 import operator
 import types
 import typing
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+_RULE = "genai.rule"  # the key of a field's Rule in its metadata
 
 
 @functools.cache
@@ -42,11 +68,6 @@ def _convert(name: str, value: Any, kind: Any) -> Any:
             except (TypeError, ValueError) as e:
                 errors.append(e)
         raise errors[0]
-    if origin is typing.Literal:
-        if value not in args or type(value) is not type(args[0]):
-            choices = ", ".join(map(repr, args))
-            raise ValueError(f"{name} must be one of {choices}, got {_describe(value)}")
-        return value
     if origin is tuple:
         if not isinstance(value, (tuple, list)):
             raise TypeError(f"{name} must be a sequence, got {_describe(value)}")
@@ -80,27 +101,177 @@ def _convert(name: str, value: Any, kind: Any) -> Any:
     return value  # other annotations are checked by the config itself
 
 
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What the values of one config field must be (see :func:`field`)."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    choices: tuple | None = None
+    nonempty: bool = False
+    rule: str | None = None
+
+    def describe(self) -> str:
+        """The rule in words: ``> 0``, ``in [0, 1)``, ``one of ('a', 'b')``."""
+        if self.rule is not None:
+            return self.rule
+        if self.choices is not None:
+            return f"one of {self.choices!r}"
+        low = (f"({self.gt}", self.gt) if self.gt is not None else (f"[{self.ge}", self.ge)
+        high = (f"{self.lt})", self.lt) if self.lt is not None else (f"{self.le}]", self.le)
+        if low[1] is not None and high[1] is not None:
+            return f"in {low[0]}, {high[0]}"
+        for op, bound in (("> ", self.gt), (">= ", self.ge), ("< ", self.lt), ("<= ", self.le)):
+            if bound is not None:
+                return f"{op}{bound}"
+        return "not empty"
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` (one entry, for a tuple field) obeys the rule."""
+        if self.choices is not None and value not in self.choices:
+            return False
+        return (
+            (self.gt is None or value > self.gt)
+            and (self.ge is None or value >= self.ge)
+            and (self.lt is None or value < self.lt)
+            and (self.le is None or value <= self.le)
+        )
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ``ValueError`` ``"{name} must be {rule}, got {value!r}"`` unless ``value`` obeys
+        the rule; ``None`` always does."""
+        if value is None:
+            return
+        if self.nonempty and not (value.strip() if isinstance(value, str) else value):
+            if self.rule is None:
+                raise ValueError(f"{name} must not be empty")
+            raise ValueError(f"{name} must be {self.rule}, got {value!r}")
+        entries = value if isinstance(value, tuple) else (value,)
+        if not all(self.holds(v) for v in entries):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    choices: tuple | None = None,
+    nonempty: bool = False,
+    rule: str | None = None,
+) -> Any:
+    """A config field with its ``default`` and its rule, for :func:`check_fields`.
+
+    Args:
+        default: the field's default value.
+        gt, ge, lt, le: bounds (> , >=, <, <=); two make an interval, ``in [0, 1)``.
+        choices: the allowed values (a tuple).
+        nonempty: a string must not be blank, a tuple not empty.
+        rule: the rule in words for the message, where the bounds alone would say it less well
+            (``"two numbers in [0, 1)"``, ``">= 2 or None"``).
+
+    Example: ``lr: float = field(1e-3, gt=0)``; ``TrainConfig(lr=0)`` raises
+    ``ValueError("lr must be > 0, got 0.0")``.
+    """
+    metadata = {
+        _RULE: Rule(gt, ge, lt, le, None if choices is None else tuple(choices), nonempty, rule)
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@functools.cache
+def rules(cls: type) -> dict[str, Rule]:
+    """The rule of each field of dataclass ``cls`` that has one (a field redeclared in a
+    subclass without a rule keeps its base class's)."""
+    found = {}
+    for f in dataclasses.fields(cls):
+        for klass in cls.__mro__:
+            declared = getattr(klass, "__dataclass_fields__", {}).get(f.name)
+            if declared is not None and _RULE in declared.metadata:
+                found[f.name] = declared.metadata[_RULE]
+                break
+    return found
+
+
 def check_fields(config: Any) -> None:
-    """Check every field of dataclass ``config`` against its annotation, converting in place.
+    """Check every field of dataclass ``config`` against its annotation (converting in place),
+    then against its rule (see :func:`field`).
 
     Raises:
         TypeError: a field holds a value of the wrong type (the message names the field).
-        ValueError: a float field is NaN or infinite, a Literal field is not one of its choices,
-            or a fixed-length tuple has the wrong length.
+        ValueError: a float field is NaN or infinite, a fixed-length tuple has the wrong length,
+            or a value breaks its field's rule (``"batch_size must be > 0, got 0"``).
     """
     hints = _hints(type(config))
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        object.__setattr__(config, field.name, _convert(field.name, value, hints[field.name]))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        object.__setattr__(config, f.name, _convert(f.name, value, hints[f.name]))
+    for name, rule in rules(type(config)).items():
+        rule.check(name, getattr(config, name))
 
 
-def choices(cls: type, name: str) -> tuple | None:
-    """The allowed values of a ``Literal`` field of dataclass ``cls`` (``None`` if it is not one)."""
-    kind = _hints(cls)[name]
-    args = typing.get_args(kind)
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        kind = next(a for a in args if a is not type(None))
-    return typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else None
+class Config:
+    """The base of genai's config dataclasses: it records the fields its caller gave.
+
+    ``TrainConfig(lr=3e-4)`` gave ``lr``; every other field holds its default (:func:`given`).
+    A dict through :func:`coerce_config`, a ``config.json`` read back, ``copy`` and ``pickle``
+    keep the record as it was made. ``dataclasses.replace`` passes every field, so its result
+    counts every field as given; :func:`replace` keeps the record.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        self = super().__new__(cls)
+        names = _init_params(cls)[: len(args)]
+        self.__dict__["_given_fields"] = frozenset((*names, *kwargs))
+        return self
+
+
+@functools.cache
+def _init_params(cls: type) -> tuple[str, ...]:
+    return tuple(list(inspect.signature(cls.__init__).parameters)[1:])
+
+
+def given(config: Any) -> frozenset[str]:
+    """The names of the fields the caller of ``config``'s constructor gave (every field, for a
+    dataclass that is no :class:`Config` and so keeps no record)."""
+    if "_given_fields" not in config.__dict__:
+        return frozenset(f.name for f in dataclasses.fields(config))
+    return config.__dict__["_given_fields"]
+
+
+def is_default(config: Any, name: str) -> bool:
+    """Whether field ``name`` of ``config`` holds its default (the caller did not give it)."""
+    return name not in given(config)
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """``dataclasses.replace(config, **changes)`` that keeps the record of the given fields
+    (plus ``changes``)."""
+    new = dataclasses.replace(config, **changes)
+    new.__dict__["_given_fields"] = given(config) | frozenset(changes)
+    return new
+
+
+def fit_default(config: Any, name: str, limit: int, what: str, minimum: int = 1) -> Any:
+    """``config`` with the int field ``name`` lowered to ``limit`` when it holds a default larger
+    than that (logged once); a value the caller gave is kept, for the caller's own check to
+    refuse, and so is a default when ``limit`` is below ``minimum``.
+
+    Example: ``fit_default(config, "batch_size", len(data), "images")``: the default 128 meets 64
+    images and becomes 64.
+    """
+    value = getattr(config, name)
+    if value <= limit or limit < minimum or not is_default(config, name):
+        return config
+    log.warning(
+        "%s: the default %d is larger than the data (%d %s); using %s=%d",
+        *(name, value, limit, what, name, limit),
+    )
+    return replace(config, **{name: limit})
 
 
 def coerce_config(config: Any, cls: type, argument: str = "config") -> Any:
@@ -154,17 +325,3 @@ def class_name_list(class_names: Any, what: str = "class_names") -> tuple[str, .
     if len(set(names)) != len(names):
         raise ValueError(f"{what}: each name once, got {list(names)}")
     return names
-
-
-def check_unit_range(x: Any, what: str = "float images", tolerance: float = 0.0) -> None:
-    """Raise ``ValueError`` unless float tensor ``x`` lies in [0, 1] (within ``tolerance``; NaN
-    never does), naming the range found and, for 0-255 levels or [-1, 1] images, the fix."""
-    lo, hi = (float(v) for v in x.aminmax())
-    if lo >= -tolerance and hi <= 1.0 + tolerance:
-        return
-    hint = ""
-    if hi > 1.5:
-        hint = "; 0-255 levels: divide by 255 (x / 255) or pass uint8"
-    elif lo >= -1.0 and hi <= 1.0:
-        hint = "; a [-1, 1] image: (x + 1) / 2"
-    raise ValueError(f"{what} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genai.core.fields import check_unit_range, class_name_list, positive_int
+from genai.core.fields import class_name_list, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def images_from_array(
         raise ValueError(f"images: empty images, shape {tuple(images.shape)}")
     if images.is_floating_point():
         check_unit_range(images, "images: float images")
-        images = images.float().mul(255.0).round_().to(torch.uint8)
+        images = to_uint8(images)
     elif images.dtype != torch.uint8:
         raise TypeError(f"images: expected uint8 or float in [0, 1], got {images.dtype}")
     images = images.cpu().contiguous()
@@ -434,8 +434,7 @@ def load_recorded(record: dict, split: str, **overrides) -> ImageDataset:
     """
     if not record or "source" not in record:
         raise DatasetError("the run does not record its image data; pass --data")
-    # Runs written before folders and arrays were supported record the dataset's name only.
-    source = record["source"] if "image_shape" in record else record.get("dataset", "mnist")
+    source = record["source"]
     if source == "array" and overrides.get("source") is None:
         raise DatasetError("the run was trained on an in-memory array; pass --data")
     args = {
@@ -528,15 +527,38 @@ class ImageBatches:
             )
             self._epoch = epoch
         idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-        x = self.images[idx].float().div_(255.0)  # (B, C, H, W)
+        x = to_float(self.images[idx])  # (B, C, H, W)
         if self.binarize:
             x = torch.bernoulli(x, generator=self._generator(1, step))
         return x, self.labels[idx] if self.labels is not None else None
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` -> float in [0, 1]."""
+    """0-255 levels (uint8, or another integer dtype) -> float32 in [0, 1], the one conversion
+    genai makes: level k becomes k / 255."""
     return images.float().div_(255.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8 levels (rounded to the nearest of the 256; values outside
+    [0, 1] are clamped): the inverse of :func:`to_float` on its outputs. Half precision is
+    widened to fp32 first, so that ``255 * x`` is exact enough to round."""
+    x = images.to(torch.promote_types(images.dtype, torch.float32))
+    return x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
+def check_unit_range(x: torch.Tensor, what: str = "float images", tolerance: float = 0.0) -> None:
+    """Raise ``ValueError`` unless float tensor ``x`` lies in [0, 1] (within ``tolerance``; NaN
+    never does), naming the range found and, for 0-255 levels or [-1, 1] images, the fix."""
+    lo, hi = (float(v) for v in x.aminmax())
+    if lo >= -tolerance and hi <= 1.0 + tolerance:
+        return
+    hint = ""
+    if hi > 1.5:
+        hint = "; 0-255 levels: divide by 255 (x / 255) or pass uint8"
+    elif lo >= -1.0 and hi <= 1.0:
+        hint = "; a [-1, 1] image: (x + 1) / 2"
+    raise ValueError(f"{what} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
 
 
 def fixed_binarization(images: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -286,12 +286,9 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
         if not path.is_file():
             raise FileNotFoundError(f"no tiny-shakespeare text at {str(path)!r}")
         return _read_files([path])
-    from genai.data.images import cache_dir, default_root
+    from genai.data.images import default_root
 
     path = default_root() / "tinyshakespeare" / "input.txt"  # where every download goes
-    legacy = cache_dir() / "tinyshakespeare" / "input.txt"  # the location before $GENAI_DATA
-    if not path.is_file() and legacy.is_file():
-        path = legacy
     if not path.is_file():
         if not download:
             raise FileNotFoundError(

@@ -36,7 +36,14 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genai.core.device import seeded_generator
-from genai.core.fields import check_fields, class_name_list, coerce_config, positive_int
+from genai.core.fields import (
+    Config,
+    check_fields,
+    class_name_list,
+    coerce_config,
+    field,
+    positive_int,
+)
 from genai.core.layout import check_image_shape, conv_plan
 from genai.pretrained import Pretrained
 
@@ -46,7 +53,7 @@ IMAGE_SHAPE = (1, 28, 28)
 
 
 @dataclass
-class GANConfig:
+class GANConfig(Config):
     """Architecture of a :class:`GAN`.
 
     Attributes:
@@ -68,13 +75,13 @@ class GANConfig:
             :func:`genai.train_gan`), so that samples can be asked for by name.
     """
 
-    latent_dim: int = 64
-    arch: str = "conv"
-    num_classes: int | None = None
-    g_width: int = 64
-    d_width: int = 64
+    latent_dim: int = field(64, gt=0)
+    arch: str = field("conv", choices=ARCHS)
+    num_classes: int | None = field(None, ge=2, rule=">= 2 or None")
+    g_width: int = field(64, gt=0)
+    d_width: int = field(64, gt=0)
     spectral_norm: bool = False
-    d_dropout: float = 0.0
+    d_dropout: float = field(0.0, ge=0, lt=1)
     minibatch_std: bool = True
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
     class_names: tuple[str, ...] | None = None
@@ -84,15 +91,6 @@ class GANConfig:
         self.image_shape = check_image_shape(self.image_shape)
         if self.arch == "conv":
             conv_plan(self.image_shape)  # raises for a size the conv nets cannot build
-        for name in ("latent_dim", "g_width", "d_width"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if not 0.0 <= self.d_dropout < 1.0:
-            raise ValueError(f"d_dropout must be in [0, 1), got {self.d_dropout}")
-        if self.num_classes is not None and self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2 or None, got {self.num_classes}")
         if self.class_names is not None:
             self.class_names = class_name_list(self.class_names)
             if len(self.class_names) != self.num_classes:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from genai.core.fields import check_model, coerce_config
+from genai.core.fields import check_model, coerce_config, field, fit_default
 from genai.data.images import ImageBatches, ImageDataset, as_dataset, check_shape
 from genai.gan.model import GAN, LOSSES, d_loss, g_loss
 from genai.plots import save_grid
@@ -53,33 +53,19 @@ class GANTrainConfig(TrainConfig):
     """
 
     out_dir: str = "runs/gan"
-    batch_size: int = 64
+    # G's BatchNorm and the mode-seeking pairs need two images
+    batch_size: int = field(64, ge=2, rule=">= 2 for a GAN")
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    loss: str = "non-saturating"
-    d_steps_per_g_step: int = 1
-    ema_decay: float = 0.999
+    loss: str = field("non-saturating", choices=LOSSES)
+    d_steps_per_g_step: int = field(1, ge=1)
+    ema_decay: float = field(0.999, ge=0, lt=1)
     ema_warmup: bool = True
-    n_grid: int = 10
+    n_grid: int = field(10, gt=0)
     augment: bool = True
-    mode_seeking: float = 0.05
+    mode_seeking: float = field(0.05, ge=0)
 
     default_max_steps: ClassVar[int] = 9360  # 120 epochs of the 5,000 offline digits
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.d_steps_per_g_step < 1:
-            raise ValueError(f"d_steps_per_g_step must be >= 1, got {self.d_steps_per_g_step}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.n_grid <= 0:
-            raise ValueError(f"n_grid must be > 0, got {self.n_grid}")
-        if self.mode_seeking < 0:
-            raise ValueError(f"mode_seeking must be >= 0, got {self.mode_seeking}")
-        if self.batch_size < 2:  # G's BatchNorm and the mode-seeking pairs need two images
-            raise ValueError(f"batch_size must be >= 2 for a GAN, got {self.batch_size}")
 
 
 def diff_augment(x: torch.Tensor, shift: int | None = None, cut: int | None = None) -> torch.Tensor:
@@ -286,7 +272,9 @@ def train_gan(
     row per class when conditional) and returns :func:`fit`'s summary; the model is trained in
     place. ``metrics.jsonl`` logs ``d_loss``, ``g_loss``, ``d_real`` = mean D(x) and ``d_fake``
     = mean D(G(z)) (as probabilities), and ``loss`` = their sum of losses. ``config`` may be a
-    dict of :class:`GANTrainConfig` fields; ``callbacks`` are as in :func:`fit`.
+    dict of :class:`GANTrainConfig` fields; ``callbacks`` are as in :func:`fit`. A default
+    ``batch_size`` larger than the data becomes the number of images (at least 2; logged, and
+    recorded in ``config.json``); a ``batch_size`` you give is never changed.
 
     Args:
         model: the GAN, trained in place.
@@ -297,4 +285,6 @@ def train_gan(
     """
     check_model(model, GAN, "train_gan")
     config = coerce_config(config, GANTrainConfig)
-    return fit(GANTask(model, as_dataset(data), config), config, callbacks)
+    data = as_dataset(data)
+    config = fit_default(config, "batch_size", len(data), "images", minimum=2)
+    return fit(GANTask(model, data, config), config, callbacks)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai.core.fields import check_fields, coerce_config
+from genai.core.fields import Config, check_fields, coerce_config, field
 from genai.gpt import decoding, hf, recipes
 from genai.gpt.decoding import KVCache
 from genai.gpt.sampling import SamplingConfig
@@ -43,7 +43,7 @@ _GPT2_LAYOUT = {
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(Config):
     """Size of a GPT.
 
     Attributes:
@@ -65,20 +65,20 @@ class GPTConfig:
         logit_softcap: if > 0, logits become ``cap * tanh(logits / cap)``; 0 is off.
     """
 
-    vocab_size: int = 65
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
+    vocab_size: int = field(65, gt=0, rule="a positive integer")
+    block_size: int = field(256, gt=0, rule="a positive integer")
+    n_layer: int = field(6, gt=0, rule="a positive integer")
+    n_head: int = field(6, gt=0, rule="a positive integer")
+    n_embd: int = field(384, gt=0, rule="a positive integer")
+    dropout: float = field(0.0, ge=0, lt=1)
     bias: bool = True
-    pos_emb: str = "learned"
-    norm: str = "layernorm"
+    pos_emb: str = field("learned", choices=POS_EMBS)
+    norm: str = field("layernorm", choices=NORMS)
     qk_norm: bool = False
-    mlp: str = "gelu"
+    mlp: str = field("gelu", choices=MLPS)
     tie_weights: bool = True
     zero_init: bool = False
-    logit_softcap: float = 0.0
+    logit_softcap: float = field(0.0, ge=0, rule=">= 0 (0 = off)")
 
     @classmethod
     def recipe(cls, name: str, **overrides: Any) -> GPTConfig:
@@ -91,24 +91,13 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name, choices in (("pos_emb", POS_EMBS), ("norm", NORMS), ("mlp", MLPS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(
                 f"pos_emb='rope' needs an even head size, got n_embd/n_head = "
                 f"{self.n_embd // self.n_head}"
             )
-        if not self.logit_softcap >= 0:
-            raise ValueError(f"logit_softcap must be >= 0 (0 = off), got {self.logit_softcap}")
 
     def non_gpt2_options(self) -> list[str]:
         """The layout options set away from GPT-2's values, as ``name=value`` strings."""

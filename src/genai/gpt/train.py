@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from genai.core.fields import check_model, coerce_config
+from genai.core.fields import check_model, coerce_config, field
 from genai.core.files import atomic_write
 from genai.data.text import TokenBatches, Tokenizer, split_tokens
 from genai.gpt import recipes
@@ -62,18 +62,18 @@ class GPTTrainConfig(TrainConfig):
     grad_clip: float = 1.0
     eval_every: int = 250
     sample_every: int = 250
-    grad_accum: int = 1
+    grad_accum: int = field(1, gt=0)
     betas: tuple[float, float] = (0.9, 0.95)
-    optimizer: str = "adamw"
-    muon_lr: float = 0.02
-    muon_momentum: float = 0.95
-    muon_momentum_warmup: int = 300
-    muon_weight_decay: float = 0.0
-    val_fraction: float = 0.1
-    eval_batches: int = 20
-    sample_tokens: int = 200
+    optimizer: str = field("adamw", choices=OPTIMIZERS)
+    muon_lr: float = field(0.02, gt=0)
+    muon_momentum: float = field(0.95, ge=0, lt=1)
+    muon_momentum_warmup: int = field(300, ge=0)
+    muon_weight_decay: float = field(0.0, ge=0)
+    val_fraction: float = field(0.1, ge=0, lt=1)
+    eval_batches: int = field(20, gt=0)
+    sample_tokens: int = field(200, ge=0)
     sample_prompt: str = ""
-    sample_temperature: float = SAMPLING.temperature
+    sample_temperature: float = field(SAMPLING.temperature, ge=0)
 
     default_max_steps: ClassVar[int] = 5000
     fixed_on_resume: ClassVar[tuple[str, ...]] = (
@@ -99,24 +99,6 @@ class GPTTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("grad_accum", "eval_batches"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not self.muon_lr > 0:
-            raise ValueError(f"muon_lr must be > 0, got {self.muon_lr}")
-        if self.muon_momentum_warmup < 0 or self.muon_weight_decay < 0:
-            raise ValueError(
-                "muon_momentum_warmup and muon_weight_decay must be >= 0, got "
-                f"{self.muon_momentum_warmup} and {self.muon_weight_decay}"
-            )
-        if not 0.0 <= self.muon_momentum < 1.0:
-            raise ValueError(f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.sample_tokens < 0:
-            raise ValueError(f"sample_tokens must be >= 0, got {self.sample_tokens}")
         try:
             self.sampling  # noqa: B018  (SamplingConfig checks its fields)
         except ValueError as e:

@@ -32,7 +32,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from genai.core import checkpoint
 from genai.core import rundir as runs
 from genai.core.device import PRECISIONS, autocast, check_precision, grad_scaler, resolve_device
-from genai.core.fields import check_fields
+from genai.core.fields import Config, check_fields, field
 from genai.core.files import brief
 from genai.core.progress import progress_bar
 from genai.plots import plot_losses
@@ -43,7 +43,7 @@ SCHEDULES = ("constant", "cosine", "wsd")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """What every training loop shares. Each loop's config extends it.
 
     Training length, the same in every loop: ``max_steps`` optimizer steps if set, else
@@ -56,7 +56,8 @@ class TrainConfig:
         out_dir: the run directory.
         epochs: passes over the training data (used when ``max_steps`` is None).
         max_steps: optimizer steps; wins over ``epochs``.
-        batch_size: examples per optimizer step (per process under torchrun).
+        batch_size: examples per optimizer step (per process under torchrun); the image loops
+            lower a default larger than the data to the number of images.
         lr: peak learning rate.
         betas: Adam's moment decays (beta1, beta2).
         weight_decay: decoupled weight decay (AdamW) of weight matrices and convolution
@@ -84,25 +85,25 @@ class TrainConfig:
         tensorboard: also log the metrics to ``out_dir/tensorboard`` (needs ``tensorboard``).
     """
 
-    out_dir: str = "runs/run"
-    epochs: int | None = None
-    max_steps: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"
-    min_lr_ratio: float = 0.1
-    decay_fraction: float = 0.2
-    grad_clip: float = 0.0
-    precision: str = "fp32"
+    out_dir: str = field("runs/run", nonempty=True)
+    epochs: int | None = field(None, gt=0)
+    max_steps: int | None = field(None, gt=0)
+    batch_size: int = field(128, gt=0)
+    lr: float = field(1e-3, gt=0)
+    betas: tuple[float, float] = field((0.9, 0.999), ge=0, lt=1, rule="two numbers in [0, 1)")
+    weight_decay: float = field(0.0, ge=0)
+    warmup_steps: int = field(0, ge=0)
+    lr_schedule: str = field("constant", choices=SCHEDULES)
+    min_lr_ratio: float = field(0.1, ge=0, le=1)
+    decay_fraction: float = field(0.2, gt=0, le=1)
+    grad_clip: float = field(0.0, ge=0)
+    precision: str = field("fp32", choices=PRECISIONS)
     device: str = "auto"
     seed: int = 0
-    log_every: int = 50
-    eval_every: int = 0
-    sample_every: int = 0
-    checkpoint_every: int = 1000
+    log_every: int = field(50, gt=0)
+    eval_every: int = field(0, ge=0)
+    sample_every: int = field(0, ge=0)
+    checkpoint_every: int = field(1000, ge=0)
     compile: bool = False
     progress: bool = True
     resume: bool = False
@@ -116,27 +117,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if not self.out_dir.strip():
-            raise ValueError("out_dir must not be empty")
-        _positive(self, "batch_size", "log_every")
-        _non_negative(self, "warmup_steps", "eval_every", "sample_every", "checkpoint_every")
-        _non_negative(self, "weight_decay", "grad_clip")
-        for name in ("max_steps", "epochs"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if not 0.0 < self.decay_fraction <= 1.0:
-            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
 
@@ -147,20 +127,6 @@ class TrainConfig:
         if self.epochs is not None:
             return self.epochs * steps_per_epoch
         return self.default_max_steps
-
-
-def _positive(config: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value is None or value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-
-
-def _non_negative(config: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value is None or value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 Callback = Callable[[dict], "dict | None"]

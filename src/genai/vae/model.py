@@ -24,8 +24,10 @@ import torch
 from torch import nn
 
 from genai.core.device import seeded_generator
-from genai.core.fields import check_fields, check_unit_range, coerce_config, positive_int
+from genai.core.fields import Config, check_fields, coerce_config, field, positive_int
 from genai.core.layout import check_image_shape, conv_plan
+from genai.data.images import check_unit_range, to_float
+from genai.kernels import at_least_fp32, softplus
 from genai.pretrained import Pretrained
 
 ARCHS = ("mlp", "conv")
@@ -36,7 +38,7 @@ MAX_WIDTH = 256
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(Config):
     """Architecture of a :class:`VAE`.
 
     Attributes:
@@ -55,11 +57,11 @@ class VAEConfig:
         image_shape: ``(C, H, W)`` of the images, C = 1 or 3.
     """
 
-    latent_dim: int = 32
-    arch: str = "conv"
-    hidden_dims: tuple[int, ...] = (512,)
-    channels: tuple[int, ...] | None = None
-    likelihood: str | None = None
+    latent_dim: int = field(32, gt=0)
+    arch: str = field("conv", choices=ARCHS)
+    hidden_dims: tuple[int, ...] = field((512,), gt=0, nonempty=True, rule="one or more sizes > 0")
+    channels: tuple[int, ...] | None = field(None, gt=0, rule="sizes > 0")
+    likelihood: str | None = field(None, choices=LIKELIHOODS)
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
 
     def __post_init__(self) -> None:
@@ -67,16 +69,6 @@ class VAEConfig:
         self.image_shape = check_image_shape(self.image_shape)
         if self.likelihood is None:
             self.likelihood = "bernoulli" if self.image_shape[0] == 1 else "logistic"
-        if self.latent_dim <= 0:
-            raise ValueError(f"latent_dim must be > 0, got {self.latent_dim}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if not self.hidden_dims or any(h <= 0 for h in self.hidden_dims):
-            raise ValueError(f"hidden_dims must be one or more sizes > 0, got {self.hidden_dims}")
-        if self.channels is not None and any(c <= 0 for c in self.channels):
-            raise ValueError(f"channels must be sizes > 0, got {self.channels}")
         if self.arch == "conv":
             _, blocks = conv_plan(self.image_shape)
             if self.channels is not None and len(self.channels) != blocks:
@@ -133,42 +125,13 @@ def _conv_decoder(
     return nn.Sequential(*layers)
 
 
-def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-class _Softplus(torch.autograd.Function):
-    """``log(1 + exp(v))``, as ``F.softplus`` computes it, at several times its speed on a CPU.
-
-    ATen's softplus (and ``log1p``, behind ``binary_cross_entropy_with_logits``) runs one
-    element at a time there. Here ``softplus(v) = max(v, 0) + log(1 + exp(-|v|))``: the
-    ``log`` argument lies in (1, 2], so the vectorized ``log`` loses under 1.2e-7 (fp32's
-    epsilon) against ``log1p``; the gradient is ``sigmoid(v)``, exact.
-    """
-
-    @staticmethod
-    def forward(ctx, v: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(v)
-        return v.clamp(min=0) + torch.log(1 + torch.exp(-v.abs()))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (v,) = ctx.saved_tensors
-        return grad * torch.sigmoid(v)
-
-
-def softplus(v: torch.Tensor) -> torch.Tensor:
-    """``log(1 + exp(v))`` elementwise; a half-precision ``v`` (autocast) is computed in fp32."""
-    return _Softplus.apply(_at_least_fp32(v))
-
-
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log Bernoulli(x | sigmoid(logits)) = ``x * logits - softplus(logits)`` per element, in
     nats, for ``x`` in [0, 1]: ``-F.binary_cross_entropy_with_logits``, faster on a CPU.
 
     For gray ``x`` it is the usual MNIST "BCE" log-likelihood (unnormalized).
     """
-    logits = _at_least_fp32(logits)  # as F.binary_cross_entropy_with_logits under autocast
+    logits = at_least_fp32(logits)  # as F.binary_cross_entropy_with_logits under autocast
     return x * logits - softplus(logits)
 
 
@@ -243,7 +206,7 @@ class VAE(nn.Module, Pretrained):
         sync) and in the weights' float dtype (NumPy's float64 becomes float32; uint8 levels
         0-255 become [0, 1], as everywhere in genai)."""
         if torch.is_tensor(x) and x.dtype == torch.uint8:
-            x = x.float() / 255.0
+            x = to_float(x)
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(
                 f"expected a float tensor of images in [0, 1] or uint8 levels, got "

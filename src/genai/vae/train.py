@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from genai.core.fields import check_model, coerce_config
+from genai.core.fields import check_model, coerce_config, field, fit_default
 from genai.data.images import (
     ImageBatches,
     ImageDataset,
@@ -50,22 +50,13 @@ class VAETrainConfig(TrainConfig):
     # Seen without it: latent 16, seed 0 ended with 0 active units after 50 steps.
     warmup_steps: int = 100
     lr_schedule: str = "cosine"
-    beta: float = 1.0
-    kl_warmup_steps: int = 200
+    beta: float = field(1.0, ge=0)
+    kl_warmup_steps: int = field(200, ge=0)
     binarize: bool = False
-    eval_batch_size: int = 1000
+    eval_batch_size: int = field(1000, gt=0)
 
     # 4,000 steps of 128 images: about 100 epochs of the 5,000 offline digits, 8.5 of MNIST.
     default_max_steps: ClassVar[int] = 4000
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.kl_warmup_steps < 0:
-            raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
-        if self.eval_batch_size <= 0:
-            raise ValueError(f"eval_batch_size must be > 0, got {self.eval_batch_size}")
 
 
 class VAETask:
@@ -140,7 +131,9 @@ def train_vae(
 
     Writes the run directory ``config.out_dir`` and returns :func:`fit`'s summary; the model is
     trained in place. ``eval_data`` gives the test ELBO at each eval step. ``config`` may be a
-    dict of :class:`VAETrainConfig` fields; ``callbacks`` are as in :func:`fit`.
+    dict of :class:`VAETrainConfig` fields; ``callbacks`` are as in :func:`fit`. A default
+    ``batch_size`` larger than the data becomes the number of images (logged, and recorded in
+    ``config.json``); a ``batch_size`` you give is never changed.
 
     Args:
         model: the VAE, trained in place.
@@ -152,5 +145,7 @@ def train_vae(
     """
     check_model(model, VAE, "train_vae")
     config = coerce_config(config, VAETrainConfig)
+    data = as_dataset(data)
+    config = fit_default(config, "batch_size", len(data), "images")
     eval_data = as_dataset(eval_data) if eval_data is not None else None
-    return fit(VAETask(model, as_dataset(data), config, eval_data), config, callbacks)
+    return fit(VAETask(model, data, config, eval_data), config, callbacks)
