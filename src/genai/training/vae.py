@@ -18,16 +18,9 @@ from genai.data.images import (
 )
 from genai.metrics import eval_images, evaluate_vae
 from genai.models.vae import VAE
+from genai.optim import decay_groups, make_adamw
 from genai.plots import save_grid
-from genai.training.engine import (
-    Callback,
-    TrainConfig,
-    Trainer,
-    decay_groups,
-    fit,
-    make_adamw,
-    maybe_compile,
-)
+from genai.training.engine import Callback, TrainConfig, Trainer, fit, maybe_compile
 from genai.validation import check_model, coerce_config
 
 
