@@ -105,7 +105,7 @@ class WandbLogger:
         folder.mkdir(exist_ok=True)
         id_file = folder / self.ID_FILE
         resume = bool(config.resume) and id_file.is_file()
-        run_id = id_file.read_text().strip() if resume else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if resume else None  # None: wandb makes one
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "genai"),
             name=run_dir.resolve().name,
@@ -116,7 +116,9 @@ class WandbLogger:
         )
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")
-        checkpoint.atomic_write(id_file, lambda tmp: Path(tmp).write_text(run_id + "\n"))
+        if not resume:
+            run_id = self.run.id
+            checkpoint.atomic_write(id_file, lambda tmp: Path(tmp).write_text(run_id + "\n"))
 
     def log(self, record: dict) -> None:
         self.run.log({"step": record["step"], **scalars(record)})
