@@ -14,15 +14,9 @@ from test_gpt import train_config  # one tiny training config for the GPT tests
 from genai.cli import main
 from genai.data.text import CharTokenizer, TokenBatches
 from genai.models.gpt import GPT, GPTConfig, KVCache, Rotary, swiglu_width
+from genai.optim import make_muon, muon_params
 from genai.training.engine import TrainConfig, lr_factor
-from genai.training.lm import (
-    GPTTask,
-    GPTTrainConfig,
-    make_muon,
-    muon_momentum,
-    muon_params,
-    train_gpt,
-)
+from genai.training.lm import GPTTask, GPTTrainConfig, muon_momentum, train_gpt
 
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
 

@@ -221,3 +221,16 @@ def test_tensorboard_logger_alone(tmp_path):
     board.log({"step": 1, "split": "train", "loss": 2.0})
     board.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_run_from_before_loggers_resumes(tmp_path, data):
+    """config.json of runs written before ``loggers`` holds ``tensorboard``: still resumable."""
+    out = tmp_path / "run"
+    train_vae(VAE(VAEConfig(**TINY)), data, config(out, max_steps=4))
+    saved = json.loads((out / "config.json").read_text())
+    del saved["train_config"]["loggers"]
+    saved["train_config"]["tensorboard"] = False
+    (out / "config.json").write_text(json.dumps(saved))
+    summary = train_vae(VAE(VAEConfig(**TINY)), data, config(out, max_steps=6, resume=True))
+    assert summary["step"] == 6
+    assert [r["step"] for r in lines(out / "metrics.jsonl") if r["split"] == "train"] == [2, 4, 6]
