@@ -15,7 +15,7 @@ from genai.training import loggers
 from genai.training.engine import TrainConfig
 from genai.training.loggers import (
     JsonlLogger,
-    Records,
+    LoggerGroup,
     TensorBoardLogger,
     TrainMeans,
     WandbLogger,
@@ -79,7 +79,7 @@ def test_records_run_the_callbacks_then_every_logger():
         def close(self):
             got.append((self.name, "close"))
 
-    records = Records([Memory("a"), Memory("b")], [lambda r: {"extra": torch.tensor(2.0)}])
+    records = LoggerGroup([Memory("a"), Memory("b")], [lambda r: {"extra": torch.tensor(2.0)}])
     records.log({"step": 1, "split": "train", "loss": 1.0})
     records.flush()
     records.close()
@@ -90,9 +90,9 @@ def test_records_run_the_callbacks_then_every_logger():
     ]
     assert isinstance(got[0][1]["extra"], float)  # tensors become numbers
     with pytest.raises(TypeError, match="a callback returned int; return a dict"):
-        Records([Memory("a")], [lambda r: 3]).log({"step": 1, "split": "train"})
+        LoggerGroup([Memory("a")], [lambda r: 3]).log({"step": 1, "split": "train"})
     called = []
-    Records([], [called.append]).log({"step": 1, "split": "train"})  # other ranks: nothing
+    LoggerGroup([], [called.append]).log({"step": 1, "split": "train"})  # other ranks: nothing
     assert not called
 
 

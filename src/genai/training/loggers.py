@@ -157,9 +157,10 @@ def check_loggers(names: Sequence[str]) -> None:
             ) from e
 
 
-class Records:
+class LoggerGroup:
     """The one :class:`Logger` the engine holds: runs the callbacks on each record, then hands
-    it to every logger. On other ranks than 0 (``enabled=False``) it does nothing."""
+    it to every logger, in order. Without loggers (ranks other than 0) it does nothing, and
+    calls no callback."""
 
     def __init__(self, loggers: Sequence[Logger], callbacks: Sequence[Callable] = ()):
         self.loggers, self.callbacks = list(loggers), tuple(callbacks)
@@ -187,7 +188,7 @@ class Records:
         for logger in self.loggers:
             logger.close()
 
-    def __enter__(self) -> Records:
+    def __enter__(self) -> LoggerGroup:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -196,20 +197,20 @@ class Records:
 
 def open_loggers(
     run_dir: Path, config: Any, start: int, callbacks: Sequence[Callable], enabled: bool
-) -> Records:
+) -> LoggerGroup:
     """The run's loggers: ``metrics.jsonl`` (cut back to step ``start``, for a resume) and those
     named in ``config.loggers``. ``enabled=False`` (ranks other than 0): none."""
     if not enabled:
-        return Records([])
+        return LoggerGroup([])
     runs.keep_metrics_until(run_dir / runs.METRICS, start)
     loggers: list[Logger] = [JsonlLogger(run_dir / runs.METRICS)]
     try:
         for name in config.loggers:
             loggers.append(LOGGERS[name][0](run_dir, config))
     except BaseException:
-        Records(loggers).close()
+        LoggerGroup(loggers).close()
         raise
-    return Records(loggers, callbacks)
+    return LoggerGroup(loggers, callbacks)
 
 
 class TrainMeans:
