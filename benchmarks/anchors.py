@@ -262,7 +262,7 @@ def _lm_steps(side: str):
             model = NanoGPT(config)
             opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
     else:
-        from genai.training.engine import decay_groups, make_adamw
+        from genai.optim import decay_groups, make_adamw
 
         model = genai.GPT(genai.GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4,
                                           n_embd=128, bias=False))  # fmt: skip

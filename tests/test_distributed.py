@@ -9,7 +9,8 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from genai.training.engine import TrainConfig, fit, make_adamw
+from genai.optim import make_adamw
+from genai.training.engine import TrainConfig, fit
 
 
 @dataclass

@@ -15,14 +15,8 @@ from genai.cli import main
 from genai.data.text import CharTokenizer, TokenBatches
 from genai.gpt.decoding import KVCache
 from genai.gpt.model import GPT, GPTConfig, Rotary, swiglu_width
-from genai.gpt.train import (
-    GPTTask,
-    GPTTrainConfig,
-    make_muon,
-    muon_momentum,
-    muon_params,
-    train_gpt,
-)
+from genai.gpt.train import GPTTask, GPTTrainConfig, muon_momentum, train_gpt
+from genai.optim import make_muon, muon_params
 from genai.training.engine import TrainConfig, lr_factor
 
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20

@@ -36,6 +36,9 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# Fields whose flag is not the field's name (``--logger tensorboard wandb``).
+_FLAGS = {"loggers": ("--logger", "--loggers")}
+
 # Fields whose CLI default is not the dataclass's.
 _DEFAULTS_ELSEWHERE = {
     "vocab_size": "(default: the tokenizer's vocabulary size)",
@@ -72,7 +75,8 @@ def _add_dataclass_flags(
             )
         elif typing.get_origin(kind) is tuple:
             group.add_argument(
-                _flag(field.name),
+                *_FLAGS.get(field.name, (_flag(field.name),)),
+                dest=field.name,
                 type=typing.get_args(kind)[0],
                 nargs="+",
                 default=argparse.SUPPRESS,

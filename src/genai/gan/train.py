@@ -17,16 +17,9 @@ import torch
 from genai.core.fields import check_model, coerce_config, field, fit_default
 from genai.data.images import ImageBatches, ImageDataset, as_dataset, check_shape
 from genai.gan.model import GAN, LOSSES, d_loss, g_loss
+from genai.optim import decay_groups, make_adamw
 from genai.plots import save_grid
-from genai.training.engine import (
-    Callback,
-    TrainConfig,
-    Trainer,
-    decay_groups,
-    fit,
-    make_adamw,
-    maybe_compile,
-)
+from genai.training.engine import Callback, TrainConfig, Trainer, fit, maybe_compile
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,8 @@ from genai.gpt.evaluate import evaluate_lm
 from genai.gpt.model import GPT
 from genai.gpt.sampling import SAMPLING, SamplingConfig, sampling_config
 from genai.gpt.text import generate_text
-from genai.training.engine import (
-    Callback,
-    TrainConfig,
-    Trainer,
-    decay_groups,
-    fit,
-    make_adamw,
-    maybe_compile,
-)
+from genai.optim import decay_groups, make_adamw, make_muon, muon_params
+from genai.training.engine import Callback, TrainConfig, Trainer, fit, maybe_compile
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -103,96 +95,6 @@ class GPTTrainConfig(TrainConfig):
             self.sampling  # noqa: B018  (SamplingConfig checks its fields)
         except ValueError as e:
             raise ValueError(f"sample_{e}") from None  # the field here is sample_temperature
-
-
-def muon_params(model: GPT) -> list[torch.nn.Parameter]:
-    """The hidden 2-D weights: every matrix inside the Transformer blocks (not the embeddings,
-    not the head), the parameters Muon orthogonalizes."""
-    return [p for p in model.transformer.h.parameters() if p.dim() == 2 and p.requires_grad]
-
-
-def newton_schulz(
-    updates: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float
-) -> torch.Tensor:
-    """Muon's quintic Newton-Schulz orthogonalization of a stack of matrices ``(n, rows, cols)``,
-    in bf16, as ``torch.optim.Muon`` does it one matrix at a time: each matrix is scaled to unit
-    Frobenius norm, worked on with its short side first, and iterated ``X <- a X + (b A + c A^2)
-    X`` with ``A = X X^T``. Returns bf16 ``(n, rows, cols)``."""
-    a, b, c = coefficients
-    x = updates.bfloat16()
-    tall = x.shape[1] > x.shape[2]
-    if tall:
-        x = x.mT
-    x = x / x.norm(dim=(1, 2), keepdim=True).clamp(min=eps)
-    for _ in range(steps):
-        gram = x @ x.mT
-        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.mT if tall else x
-
-
-def make_muon(
-    params: list[torch.nn.Parameter], lr: float, momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """``torch.optim.Muon`` (Nesterov momentum, 5 Newton-Schulz steps, the update of each matrix
-    scaled by ``sqrt(max(1, rows / cols))`` as in Keller Jordan's Muon), with its step batched:
-    the Newton-Schulz iterations of all same-shaped matrices (the same layer in every block) run
-    as one chain of batched matmuls (4 chains instead of 16 at nanoGPT's CPU size: 9.3 ms instead
-    of 13.6 for the step's Newton-Schulz work on 2 cores). The updates are torch's up to bf16
-    rounding (bit for bit at that size); the optimizer's state (``momentum_buffer`` per matrix)
-    and its checkpoints are torch's.
-
-    Raises:
-        RuntimeError: this torch has no ``torch.optim.Muon`` (it needs torch >= 2.9).
-    """
-    muon = getattr(torch.optim, "Muon", None)
-    if muon is None:
-        raise RuntimeError(
-            f"optimizer='muon' needs torch >= 2.9 (torch.optim.Muon); this is torch "
-            f"{torch.__version__}"
-        )
-
-    class BatchedMuon(muon):
-        @torch.no_grad()
-        def step(self, closure=None):
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
-            for group in self.param_groups:
-                if group["adjust_lr_fn"] not in (None, "original"):
-                    raise ValueError(
-                        f"genai's Muon scales updates as Muon's 'original' only, got "
-                        f"adjust_lr_fn={group['adjust_lr_fn']!r}"
-                    )
-                lr, mu = float(group["lr"]), group["momentum"]
-                by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = torch.zeros_like(p.grad)
-                    buf = state["momentum_buffer"]
-                    buf.lerp_(p.grad, 1 - mu)
-                    update = p.grad.lerp(buf, mu) if group["nesterov"] else buf
-                    key = (p.shape, p.device, p.dtype)  # the matrices stacked together
-                    by_shape.setdefault(key, []).append((p, update))
-                for ((rows, cols), _, _), pairs in by_shape.items():
-                    ortho = newton_schulz(
-                        torch.stack([u for _, u in pairs]),
-                        group["ns_coefficients"],
-                        group["ns_steps"],
-                        group["eps"],
-                    )
-                    scaled_lr = lr * math.sqrt(max(1.0, rows / cols))  # Muon's "original"
-                    for (p, _), o in zip(pairs, ortho, strict=True):
-                        p.mul_(1 - lr * group["weight_decay"])
-                        p.add_(o, alpha=-scaled_lr)
-            return loss
-
-    return BatchedMuon(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, adjust_lr_fn="original"
-    )
 
 
 def muon_momentum(step: int, config: GPTTrainConfig) -> float:

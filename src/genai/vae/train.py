@@ -17,16 +17,9 @@ from genai.data.images import (
     as_dataset,
     check_shape,
 )
+from genai.optim import decay_groups, make_adamw
 from genai.plots import save_grid
-from genai.training.engine import (
-    Callback,
-    TrainConfig,
-    Trainer,
-    decay_groups,
-    fit,
-    make_adamw,
-    maybe_compile,
-)
+from genai.training.engine import Callback, TrainConfig, Trainer, fit, maybe_compile
 from genai.vae.evaluate import eval_images, evaluate_vae
 from genai.vae.model import VAE
 
