@@ -36,11 +36,12 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.data.images import DatasetError, ImageDataset, load_images, split_dataset
-from genai.metrics import classifier_probs, evaluate_samples, metric_classifier, real_data_floor
+from genai.data.dataset import DatasetError, ImageDataset, split_dataset
+from genai.data.images import load_images
 from genai.gan.model import GAN, GANConfig
-from genai.plots import save_grid
 from genai.gan.train import GANTrainConfig, train_gan
+from genai.metrics import classifier_probs, evaluate_samples, metric_classifier, real_data_floor
+from genai.plots import save_grid
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 TINTS = (

@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.data.images import DatasetError
-from genai.metrics import classifier_fid, classifier_probs, digit_classifier, evaluate_samples
+from genai.data.dataset import DatasetError
 from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTrainConfig, train_gan
+from genai.metrics import classifier_fid, classifier_probs, digit_classifier, evaluate_samples
 from genai.vae.train import VAETrainConfig, train_vae
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

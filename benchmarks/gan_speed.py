@@ -46,8 +46,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import genai
 from genai.gan.model import GAN, GANConfig
-from genai.training.engine import Trainer
 from genai.gan.train import GANTask, GANTrainConfig
+from genai.training.engine import Trainer
 
 SHAPE = (3, 64, 64)
 PEAK_DTYPES = (("fp32", "float32"), ("bf16", "bfloat16"))

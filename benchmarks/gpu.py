@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.data.images import ImageDataset, load_images
+from genai.data.dataset import ImageDataset
+from genai.data.images import load_images
 from genai.data.text import CharTokenizer, load_text
 from genai.plots import read_metrics
 

@@ -55,7 +55,7 @@ TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40
 API_PRELUDE = """
 import sys
 from genai.cli import USER_ERRORS
-from genai.data.images import DatasetError
+from genai.data.dataset import DatasetError
 try:
 {body}
 except (*USER_ERRORS, DatasetError) as e:
@@ -190,7 +190,7 @@ def run_case(case: Case, ctx: Context) -> dict:
 
 
 def write_images(folder: Path, n_train=100, n_test=40, labels_max=10, seed=0, train_images=None):
-    from genai.data.images import write_idx
+    from genai.data.idx import write_idx
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

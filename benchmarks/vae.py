@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.vae.evaluate import eval_images, evaluate_vae
 from genai.plots import read_metrics
+from genai.vae.evaluate import eval_images, evaluate_vae
 
 REFERENCE = {"s_per_epoch": 6.4, "test_loss": 244.4}
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

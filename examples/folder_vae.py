@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.data.images import split_dataset
-from genai.vae.evaluate import eval_images, evaluate_vae
+from genai.data.dataset import split_dataset
 from genai.plots import save_grid
+from genai.vae.evaluate import eval_images, evaluate_vae
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genai.data.images import write_idx
+from genai.data.idx import write_idx
 
 # Tiny models gain nothing from a second thread and lose a lot when the cores are busy; the CLI
 # and example subprocesses inherit the setting.

@@ -236,7 +236,7 @@ def test_optimizers_share_one_vocabulary(tmp_path):
     from genai.vae.train import VAETask
 
     x = torch.zeros(40, 1, 28, 28, dtype=torch.uint8)
-    data = genai.data.images.as_dataset(x)
+    data = genai.data.dataset.as_dataset(x)
     for task in (
         VAETask(tiny_models()["vae"], data, genai.VAETrainConfig(betas=(0.8, 0.9), weight_decay=0.1, batch_size=8), None),
         GANTask(genai.GAN(genai.GANConfig(arch="mlp", latent_dim=4, g_width=8, d_width=8)), data,

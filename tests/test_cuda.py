@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import genai
-from genai.data.images import ImageDataset
+from genai.data.dataset import ImageDataset
 from genai.data.text import CharTokenizer
 from genai.gpt.decoding import GraphedDecodeStep
 

@@ -2,15 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from genai.data.images import (
-    DatasetError,
-    ImageBatches,
-    ImageDataset,
-    load_images,
-    read_idx,
-    split_dataset,
-    write_idx,
-)
+from genai.data.batches import ImageBatches
+from genai.data.dataset import DatasetError, ImageDataset, split_dataset
+from genai.data.idx import read_idx, write_idx
+from genai.data.images import load_images
 
 
 def test_idx_round_trip_gz_and_raw(tmp_path):

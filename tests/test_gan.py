@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 import genai
 from genai.cli import main
-from genai.data.images import ImageDataset, write_idx
+from genai.data.dataset import ImageDataset
+from genai.data.idx import write_idx
 from genai.gan.model import GAN, Discriminator, GANConfig, Generator, d_loss, g_loss
 from genai.gan.train import (
     GANTask,

@@ -9,15 +9,10 @@ import torch
 from PIL import Image
 
 from genai.data import folders
-from genai.data.images import (
-    DatasetError,
-    ImageBatches,
-    MissingSplitError,
-    convert_channels,
-    load_images,
-    load_recorded,
-    resize_images,
-)
+from genai.data.batches import ImageBatches
+from genai.data.dataset import DatasetError, MissingSplitError
+from genai.data.images import load_images, load_recorded
+from genai.data.pixels import convert_channels, resize_images
 
 
 def _png(path, array):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from genai import metrics
-from genai.data.images import ImageDataset
+from genai.data.dataset import ImageDataset
 from genai.metrics import (
     DigitClassifier,
     class_coverage,

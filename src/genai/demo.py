@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from genai.data.images import ImageDataset, load_images, split_dataset
+from genai.data.dataset import ImageDataset, split_dataset
+from genai.data.images import load_images
 from genai.data.text import CharTokenizer, python_stdlib_text
 from genai.gan import GAN, GANConfig, GANTrainConfig, train_gan
 from genai.gpt import GPT, GPTConfig, GPTTrainConfig, generate_text, train_gpt

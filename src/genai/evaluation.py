@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from genai.core.fields import check_fields
-from genai.data.images import ImageDataset, check_shape
+from genai.data.dataset import ImageDataset, check_shape
 from genai.metrics import (
     INCEPTION_FEATURE_SPACE,
     draw_samples,

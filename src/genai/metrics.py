@@ -35,7 +35,8 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from genai.core.files import atomic_write
-from genai.data.images import ImageDataset, cache_dir, to_float, to_uint8
+from genai.data.dataset import ImageDataset, cache_dir
+from genai.data.pixels import to_float, to_uint8
 
 log = logging.getLogger(__name__)
 

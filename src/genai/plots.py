@@ -11,7 +11,7 @@ import torch
 
 from genai.core.fields import positive_int
 from genai.core.files import atomic_write
-from genai.data.images import check_unit_range, to_float, to_uint8
+from genai.data.pixels import check_unit_range, to_float, to_uint8
 
 
 def _images(images: torch.Tensor | Any) -> torch.Tensor:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from genai.core.progress import progress_bar
-from genai.data.images import DatasetError, ImageDataset, MissingSplitError, cache_dir
+from genai.data.dataset import DatasetError, ImageDataset, MissingSplitError, cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genai.data.images import (
-    DatasetError,
-    ImageDataset,
-    MissingSplitError,
-    default_root,
-    read_idx,
-)
+from genai.data.dataset import DatasetError, ImageDataset, MissingSplitError, default_root
+from genai.data.idx import read_idx
 
 log = logging.getLogger(__name__)
 

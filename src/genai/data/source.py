@@ -15,13 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genai.data.images import (
-    ImageDataset,
-    MissingSplitError,
-    as_dataset,
-    load_images,
-    load_recorded,
-)
+from genai.data.dataset import ImageDataset, MissingSplitError, as_dataset
+from genai.data.images import load_images, load_recorded
 from genai.data.named import NAMED
 from genai.data.text import (
     CORPORA,

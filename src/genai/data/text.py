@@ -286,7 +286,7 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
         if not path.is_file():
             raise FileNotFoundError(f"no tiny-shakespeare text at {str(path)!r}")
         return _read_files([path])
-    from genai.data.images import default_root
+    from genai.data.dataset import default_root
 
     path = default_root() / "tinyshakespeare" / "input.txt"  # where every download goes
     if not path.is_file():

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from genai.core.progress import progress_bar
-from genai.data.images import ImageDataset, fixed_binarization, to_float
+from genai.data.dataset import ImageDataset
+from genai.data.pixels import fixed_binarization, to_float
 from genai.evaluation import EvalOptions, evaluate_images, held_out
 
 

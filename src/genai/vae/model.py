@@ -26,7 +26,7 @@ from torch import nn
 from genai.core.device import seeded_generator
 from genai.core.fields import Config, check_fields, coerce_config, field, positive_int
 from genai.core.layout import check_image_shape, conv_plan
-from genai.data.images import check_unit_range, to_float
+from genai.data.pixels import check_unit_range, to_float
 from genai.kernels import at_least_fp32, softplus
 from genai.pretrained import Pretrained
 

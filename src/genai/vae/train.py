@@ -11,12 +11,8 @@ import numpy as np
 import torch
 
 from genai.core.fields import check_model, coerce_config, field, fit_default
-from genai.data.images import (
-    ImageBatches,
-    ImageDataset,
-    as_dataset,
-    check_shape,
-)
+from genai.data.batches import ImageBatches
+from genai.data.dataset import ImageDataset, as_dataset, check_shape
 from genai.optim import decay_groups, make_adamw
 from genai.plots import save_grid
 from genai.training.engine import Callback, TrainConfig, Trainer, fit, maybe_compile
