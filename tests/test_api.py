@@ -221,8 +221,10 @@ def test_one_set_of_sampling_defaults():
     assert genai.GPTTrainConfig().sample_temperature == SAMPLING.temperature
     assert genai.GPTTrainConfig().sampling == SAMPLING
     assert genai.GPTTrainConfig(sample_temperature=0).sampling == SamplingConfig(temperature=0)
-    with pytest.raises(ValueError, match="sample_temperature must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="sample_temperature must be >= 0, got -1.0"):
         genai.GPTTrainConfig(sample_temperature=-1.0)
+    with pytest.raises(ValueError, match="sample_temperature must be a finite number"):
+        genai.GPTTrainConfig(sample_temperature=float("inf"))
 
 
 def test_names_that_never_shipped_are_gone():

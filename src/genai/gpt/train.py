@@ -89,12 +89,6 @@ class GPTTrainConfig(TrainConfig):
         """How the samples written during training draw their tokens."""
         return sampling_config(temperature=self.sample_temperature)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        try:
-            self.sampling  # noqa: B018  (SamplingConfig checks its fields)
-        except ValueError as e:
-            raise ValueError(f"sample_{e}") from None  # the field here is sample_temperature
 
 
 def muon_momentum(step: int, config: GPTTrainConfig) -> float:
