@@ -67,4 +67,4 @@ bench-quality: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/lm.py
 
 clean:
-	rm -rf runs site .pytest_cache .ruff_cache
+	rm -rf runs site .pytest_cache .ruff_cache .import_linter_cache
