@@ -30,7 +30,7 @@ def lint_imports(where: Path, config: Path) -> subprocess.CompletedProcess:
     code = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
     env = {**os.environ, "PYTHONPATH": str(where)}
     return subprocess.run(
-        [sys.executable, "-c", code, "--config", str(config), "--no-cache"],
+        [sys.executable, "-c", code, str(config), "--no-cache", "--no-logo"],
         cwd=where,
         env=env,
         capture_output=True,
