@@ -27,6 +27,7 @@ gallery: demo
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(MAKE) docs-build
 	$(PY) -m pytest -q
 
