@@ -16,6 +16,9 @@ starts it; as root, ``chmod 000`` does not stop reads or writes, so unwritable p
 made with ``/proc`` instead.
 
     python benchmarks/hostile.py [--workers 2] [--verbose] [--only SUBSTRING] [--keep]
+
+It prints one JSON line (``tried``, ``ok``, ``failures``) and exits with status 1 when a case
+failed, so that a script or CI step running it fails too.
 """
 
 from __future__ import annotations
@@ -1022,6 +1025,8 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     else:
         print(f"kept {base}", file=sys.stderr)
+    if failures:  # a sweep with failures is a failed command, not only a line that says so
+        sys.exit(1)
 
 
 if __name__ == "__main__":

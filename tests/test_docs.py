@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +168,76 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     text = "".join(out.get("text", "") for cell in code_cells for out in cell.outputs)
     assert "identical samples: True" in text
     assert (tmp_path / "runs" / "quickstart-gpt" / "model.safetensors").is_file()
+
+
+# The site check of `make docs-build`, as the Makefile writes it: the test runs that same command
+# (with the venv's mkdocs and a temporary --site-dir) on the real docs and on broken copies, so a
+# check that cannot fail (`--quiet` hid the warnings that `--strict` counts) fails here.
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def docs_check_command(site_dir: Path) -> list[str]:
+    """The Makefile's `docs-build` recipe, with ``python -m mkdocs`` and ``site_dir``."""
+    recipe = re.search(r"^docs-build:.*\n((?:\t.*\n)+)", MAKEFILE, flags=re.MULTILINE)
+    assert recipe, "Makefile: no docs-build recipe"
+    (line,) = [cmd for cmd in recipe.group(1).split("\n") if "mkdocs build" in cmd]
+    args = shlex.split(line.strip())
+    assert args[:2] == ["$(VENV)/bin/mkdocs", "build"], line
+    args = [sys.executable, "-m", "mkdocs", *args[1:]]
+    args[args.index("--site-dir") + 1] = str(site_dir)
+    return args
+
+
+def run_docs_check(root: Path, site_dir: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.update(re.findall(r"^export (\w+) := (.*)$", MAKEFILE, flags=re.MULTILINE))
+    return subprocess.run(
+        docs_check_command(site_dir), cwd=root, env=env, capture_output=True, text=True
+    )
+
+
+def docs_copy(tmp_path: Path) -> Path:
+    """mkdocs.yml and docs/ copied (symlinked pages resolved), src/ linked: a site to break."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(ROOT / "mkdocs.yml", root)
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("runs"))
+    (root / "src").symlink_to(ROOT / "src", target_is_directory=True)
+    return root
+
+
+def test_docs_check_counts_every_warning():
+    args = docs_check_command(Path("site"))
+    assert "--strict" in args, "mkdocs build without --strict passes with warnings"
+    assert not {"-q", "--quiet"} & set(args), "--quiet drops the warnings --strict counts"
+
+
+def test_docs_check_passes_on_the_docs(tmp_path):
+    result = run_docs_check(ROOT, tmp_path / "site")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WARNING" not in result.stderr, result.stderr[-3000:]
+
+
+def _broken_link(docs: Path):
+    page = docs / "training.md"
+    page.write_text(page.read_text() + "\nSee [nowhere](no-such-page.md).\n")
+
+
+def _api_entry_left_out(docs: Path):
+    page = docs / "api.md"
+    text = page.read_text()
+    first = re.search(r"^::: genai\.\w+\s*\n", text, flags=re.MULTILINE)
+    page.write_text(text[: first.start()] + text[first.end() :])
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [(_broken_link, "no-such-page.md"), (_api_entry_left_out, "docs/api.md lacks")],
+    ids=["broken-link", "api-entry-left-out"],
+)
+def test_docs_check_fails_on_a_broken_copy(tmp_path, breakage, message):
+    root = docs_copy(tmp_path)
+    breakage(root / "docs")
+    result = run_docs_check(root, tmp_path / "site")
+    assert result.returncode != 0, "the docs check passed on broken docs"
+    assert message in result.stderr, result.stderr[-3000:]
