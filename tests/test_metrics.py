@@ -20,6 +20,7 @@ from genai.metrics import (
     evaluate_samples,
     inception_score,
 )
+from genai.vae import evaluate_vae
 
 
 def blobs(n: int = 200, seed: int = 0) -> torch.Tensor:
@@ -241,4 +242,4 @@ def test_evaluate_vae_refuses_no_images():
 
     model = VAE(VAEConfig(arch="mlp", hidden_dims=(8,), latent_dim=2))
     with pytest.raises(ValueError, match="at least one image"):
-        metrics.evaluate_vae(model, torch.zeros(0, 1, 28, 28))
+        evaluate_vae(model, torch.zeros(0, 1, 28, 28))

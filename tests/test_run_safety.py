@@ -426,10 +426,10 @@ def test_cli_errors_on_runs_and_outputs(tmp_path, vae_run, gpt_run, capsys):
     assert "inside the run directory" in one_line_error(
         ["sample", str(vae_run), "--out", str(vae_run / "samples" / "x.png")], capsys
     )
-    assert "--batch-size must be >= 1" in one_line_error(
+    assert "batch_size must be >= 1" in one_line_error(
         ["eval", str(vae_run), "--batch-size", "0"], capsys
     )
-    assert "--n must be >= 0" in one_line_error(["eval", str(vae_run), "--n", "-5"], capsys)
+    assert "n must be >= 0" in one_line_error(["eval", str(vae_run), "--n", "-5"], capsys)
     assert "temperature must be a finite number" in one_line_error(
         ["generate", str(gpt_run), "--temperature", "inf"], capsys
     )

@@ -66,6 +66,9 @@ def _as_request(data: Any) -> dict[str, Any]:
 class Run:
     """A run directory (or a ``save_pretrained`` folder) written by genai.
 
+    Args:
+        path: the folder.
+
     Raises:
         CheckpointError: ``path`` is not a consistent genai run, or its kind is unknown.
     """
@@ -226,5 +229,10 @@ def resume(run_dir: str | Path, data: Any = None, **overrides: Any) -> dict:
     bit-exact to a run that was never interrupted.
 
     Example: ``genai.resume("runs/vae", max_steps=8000)``.
+
+    Args:
+        run_dir: the run directory.
+        data: None for the recorded data, or other data (see :meth:`Run.resume`).
+        **overrides: training settings to change.
     """
     return Run(run_dir).resume(data=data, **overrides)

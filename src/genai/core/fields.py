@@ -54,50 +54,70 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+def _union(name: str, value: Any, args: tuple) -> Any:
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for option in (a for a in args if a is not type(None)):
+        try:
+            return _convert(name, value, option)
+        except (TypeError, ValueError) as e:
+            errors.append(e)
+    raise errors[0]
+
+
+def _tuple(name: str, value: Any, args: tuple) -> tuple:
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a sequence, got {_describe(value)}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        args = (args[0],) * len(value)
+    elif len(value) != len(args):
+        raise ValueError(f"{name} must have {len(args)} entries, got {len(value)}: {value!r}")
+    return tuple(
+        _convert(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args, strict=True))
+    )
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return value
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {_describe(value)}")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name} is out of range (64-bit integers only), got {value}")
+    return int(value)
+
+
+def _float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {_describe(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {_describe(value)}")
+    return value
+
+
+_SCALARS = {bool: _bool, int: _int, float: _float, str: _str}
+
+
 def _convert(name: str, value: Any, kind: Any) -> Any:
     """``value`` checked (and losslessly converted) against annotation ``kind``."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors = []
-        for option in options:
-            try:
-                return _convert(name, value, option)
-            except (TypeError, ValueError) as e:
-                errors.append(e)
-        raise errors[0]
+        return _union(name, value, args)
     if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            raise TypeError(f"{name} must be a sequence, got {_describe(value)}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{name} must have {len(args)} entries, got {len(value)}: {value!r}")
-        return tuple(
-            _convert(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args, strict=True))
-        )
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {_describe(value)}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {_describe(value)}")
-        if not -(2**63) <= value < 2**63:
-            raise ValueError(f"{name} is out of range (64-bit integers only), got {value}")
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string, got {_describe(value)}")
-        return value
+        return _tuple(name, value, args)
+    if kind in _SCALARS:
+        return _SCALARS[kind](name, value)
     return value  # other annotations are checked by the config itself
 
 

@@ -118,40 +118,50 @@ def load_images(
     else:
         if labels is not None or class_names is not None:
             raise ValueError("labels and class_names are only for array sources")
-        text = str(source)
-        path = Path(text).expanduser()
-        spec = {"source": text, "root": str(Path(root).resolve()) if root else None}
-        if text.lower() in named.NAMED:  # a folder of that name is reached as ./name
-            data = named.load_named(
-                text.lower(),
-                split,
-                Path(root) if root else None,
-                download,
-                image_size,
-                num_workers,
-                progress,
-            )
-        elif path.is_dir():
-            spec["source"] = str(path.resolve())
-            data = folders.load_folder(path, split, image_size, channels, num_workers, progress)
-        elif path.is_file() and path.suffix == ".npz":
-            spec["source"] = str(path.resolve())
-            data = _from_npz(path, split)
-        elif path.exists():
-            raise DatasetError(f"{path}: not a folder of images or an .npz file")
-        elif "/" in text or os.sep in text or text.startswith(".") or path.suffix:
-            raise DatasetError(f"{path}: no such folder or file")
-        else:
-            raise DatasetError(
-                f"unknown dataset {text!r}: expected one of {', '.join(named.NAMED)}, a folder "
-                "of images, or an .npz file"
-            )
-        spec.update(image_size=image_size, channels=channels)
-        data.spec = spec
+        data = _from_path(
+            str(source), split, root, download, image_size, channels, num_workers, progress
+        )
     data.images = _fit(data.images, image_size, channels)
     log.info(
         "%s %s: %d images %s from %s", data.name, split, len(data), data.image_shape, data.source
     )
+    return data
+
+
+def _from_path(
+    text: str,
+    split: str,
+    root: str | Path | None,
+    download: bool,
+    image_size: int | None,
+    channels: int | None,
+    num_workers: int | None,
+    progress: bool,
+) -> ImageDataset:
+    """A named dataset, a folder or an ``.npz`` file, with the spec a run records of it."""
+    path = Path(text).expanduser()
+    spec = {"source": text, "root": str(Path(root).resolve()) if root else None}
+    if text.lower() in named.NAMED:  # a folder of that name is reached as ./name
+        root = Path(root) if root else None
+        data = named.load_named(
+            text.lower(), split, root, download, image_size, num_workers, progress
+        )
+    elif path.is_dir():
+        spec["source"] = str(path.resolve())
+        data = folders.load_folder(path, split, image_size, channels, num_workers, progress)
+    elif path.is_file() and path.suffix == ".npz":
+        spec["source"] = str(path.resolve())
+        data = _from_npz(path, split)
+    elif path.exists():
+        raise DatasetError(f"{path}: not a folder of images or an .npz file")
+    elif "/" in text or os.sep in text or text.startswith(".") or path.suffix:
+        raise DatasetError(f"{path}: no such folder or file")
+    else:
+        raise DatasetError(
+            f"unknown dataset {text!r}: expected one of {', '.join(named.NAMED)}, a folder "
+            "of images, or an .npz file"
+        )
+    data.spec = {**spec, "image_size": image_size, "channels": channels}
     return data
 
 

@@ -90,7 +90,6 @@ class GPTTrainConfig(TrainConfig):
         return sampling_config(temperature=self.sample_temperature)
 
 
-
 def muon_momentum(step: int, config: GPTTrainConfig) -> float:
     """Muon's momentum at ``step``: linear from 0.85 to ``muon_momentum`` over the warmup."""
     warmup = config.muon_momentum_warmup

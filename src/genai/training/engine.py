@@ -102,12 +102,11 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
             and the metrics) before it is logged, on the main process; a returned dict is
             merged into the record, so ``lambda r: {"my_metric": ...}`` logs your own metrics.
 
-    Everything that can fail (device, precision, data, sizes, loggers, the run directory's
-    state) is checked before the run directory changes. The caller's global RNG states are
-    restored on return: training seeds its own.
+    Everything that can fail (device, precision, data, sizes, loggers, the run directory) is
+    checked before the run directory changes. The caller's RNG states are restored on return.
 
     Returns:
-        A summary: ``run_dir``, ``step``, the last train metrics and the last eval metrics.
+        A summary: ``run_dir``, ``step``, the last train and eval metrics.
 
     Raises:
         FileExistsError: ``out_dir`` holds a run and neither ``overwrite`` nor ``resume`` is set.
@@ -169,14 +168,19 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
             if stop.requested and done < total:
                 raise saver.interrupted(done, total, stop.name)
         logger.flush()
-        if main and (run_dir / runs.METRICS).exists():
-            plot_losses(run_dir / runs.METRICS, run_dir / "loss.png")
-        stop.restore()
-        if stop.requested:  # in the last step: the run is complete, the caller stops too
-            raise saver.interrupted(total, total, stop.name)
+        _finish(run_dir, main, stop, saver, total)
         barrier(world)  # every rank returns with the run directory complete, tears down together
         task.model.eval()
         return {"run_dir": str(run_dir), "step": total, "train": means.last, "eval": last_eval}
+
+
+def _finish(run_dir: Path, main: bool, stop: StopRequest, saver: Checkpointer, total: int) -> None:
+    """The loss plot; a signal in the last step: the run is complete, the caller stops too."""
+    if main and (run_dir / runs.METRICS).exists():
+        plot_losses(run_dir / runs.METRICS, run_dir / "loss.png")
+    stop.restore()
+    if stop.requested:
+        raise saver.interrupted(total, total, stop.name)
 
 
 def _callbacks(callbacks: Sequence[Callback] | Callback) -> tuple[Callback, ...]:

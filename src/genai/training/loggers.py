@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import torch
 
-from genai.core import checkpoint
 from genai.core import rundir as runs
+from genai.core.files import atomic_write
 from genai.training.distributed import mean_over_ranks
 
 
@@ -118,7 +118,7 @@ class WandbLogger:
         self.run.define_metric("*", step_metric="step")
         if not resume:
             run_id = self.run.id
-            checkpoint.atomic_write(id_file, lambda tmp: Path(tmp).write_text(run_id + "\n"))
+            atomic_write(id_file, lambda tmp: Path(tmp).write_text(run_id + "\n"))
 
     def log(self, record: dict) -> None:
         self.run.log({"step": record["step"], **scalars(record)})
