@@ -39,7 +39,8 @@ class KVCache:
     and no host synchronization at every position (what CUDA-graph capture needs).
 
     Args:
-        config: the model's ``GPTConfig`` (sizes of the buffers).
+        config: the model's ``GPTConfig`` (sizes of the buffers: ``(batch, n_kv_head,
+            block_size, head_dim)`` per layer, for the keys and for the values).
         batch: rows of the batch.
         device: where the buffers live.
         dtype: dtype of the keys and values.
@@ -54,7 +55,9 @@ class KVCache:
         dtype: torch.dtype,
         static: bool = False,
     ):
-        shape = (batch, config.n_head, config.block_size, config.n_embd // config.n_head)
+        # Grouped-query attention caches only the n_kv_head key/value heads.
+        heads = getattr(config, "n_kv_head", None) or config.n_head
+        shape = (batch, heads, config.block_size, config.n_embd // config.n_head)
         # A static cache attends over unwritten slots under a mask: zeros, never NaN garbage.
         alloc = torch.zeros if static else torch.empty
         self.k = [alloc(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
@@ -71,7 +74,7 @@ class KVCache:
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-        """Append ``(B, H, T, hd)`` keys and values of ``layer``.
+        """Append ``(B, KV, T, hd)`` keys and values of ``layer`` (KV: the key/value heads).
 
         Returns:
             ``(keys, values, mask, is_causal)`` for ``F.scaled_dot_product_attention`` of the T
@@ -87,7 +90,7 @@ class KVCache:
         start, end = self.length, self.length + T
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
-        k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, H, end, hd)
+        k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, KV, end, hd)
         if start == 0:
             return k, v, None, True
         # New queries see every cached key and the new keys up to themselves.

@@ -1,8 +1,10 @@
-"""Hugging Face GPT-2 import and export: ``GPT.from_huggingface`` and ``GPT.to_huggingface``.
+"""Hugging Face import and export: ``GPT.from_huggingface`` and ``GPT.to_huggingface``.
 
-Module names of :class:`genai.gpt.model.GPT` follow ``GPT2LMHeadModel``'s, so weights map one to
-one; the only change is the transpose of the Linear layers Hugging Face stores as ``Conv1D``.
-``transformers`` is an optional dependency, imported when one of these is called.
+GPT-2 (``GPT2LMHeadModel``, here) and the Llama family (``LlamaForCausalLM``,
+``Qwen2ForCausalLM``: :mod:`genai.gpt.hf_llama`). Module names of :class:`genai.gpt.model.GPT`
+follow ``GPT2LMHeadModel``'s, so GPT-2's weights map one to one; the only change is the
+transpose of the Linear layers Hugging Face stores as ``Conv1D``. ``transformers`` is an optional
+dependency, imported when one of these is called.
 """
 
 from __future__ import annotations
@@ -15,27 +17,56 @@ from torch import nn
 
 from genai.core.checkpoint import is_run_dir
 from genai.data.text import BPETokenizer
+from genai.gpt import hf_llama
 
 # The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
+def _model_class(model_type: str) -> Any:
+    """The ``transformers`` class of a ``model_type`` genai imports; refuses the others."""
+    import transformers
+
+    classes = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+    if model_type not in classes:
+        raise ValueError(
+            f"model_type must be one of {', '.join(map(repr, classes))}, got {model_type!r}"
+        )
+    return getattr(transformers, classes[model_type])
+
+
+def config_fields(hf_config: Any) -> dict[str, Any]:
+    """The :class:`GPTConfig` fields of a Hugging Face model config; refuses what the layout
+    cannot hold (a one-line ``ValueError`` naming the field)."""
+    model_type = getattr(hf_config, "model_type", None)
+    _model_class(model_type)
+    if model_type == "gpt2":
+        return _gpt2_fields(hf_config)
+    return hf_llama.config_fields(hf_config)
+
+
 def _load_folder(path: Path) -> tuple[Any, BPETokenizer | None]:
-    """The ``GPT2LMHeadModel`` of a local folder (never downloaded) and its tokenizer, if any."""
-    from transformers import GPT2LMHeadModel
+    """The Hugging Face model of a local folder (never downloaded) and its tokenizer, if any.
+
+    The config is checked before any weight is read.
+    """
+    from transformers import AutoConfig
 
     if not path.is_dir():
-        raise ValueError(f"{str(path)!r} is not a folder with a GPT-2 model")
+        raise ValueError(f"{str(path)!r} is not a folder with a Hugging Face model")
     if is_run_dir(path):
         raise ValueError(
             f"{str(path)!r} holds a genai model, not a Hugging Face one: load it with "
             "genai.load (or GPT.from_pretrained)"
         )
+    hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
+    config_fields(hf_config)
     tokenizer = BPETokenizer.from_folder(path)
-    return GPT2LMHeadModel.from_pretrained(path, local_files_only=True), tokenizer
+    model_class = _model_class(hf_config.model_type)
+    return model_class.from_pretrained(path, local_files_only=True), tokenizer
 
 
-def _config_fields(c: Any) -> dict[str, Any]:
+def _gpt2_fields(c: Any) -> dict[str, Any]:
     """The :class:`GPTConfig` fields of a Hugging Face ``GPT2Config``; refuses other layouts."""
     if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ValueError(f"unsupported GPT-2 activation {c.activation_function!r}")
@@ -58,18 +89,21 @@ def _config_fields(c: Any) -> dict[str, Any]:
 
 
 def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
-    """A ``cls`` (the GPT class) with the weights of a ``transformers.GPT2LMHeadModel`` (or a local folder of
-    one); see ``GPT.from_huggingface``."""
+    """A ``cls`` (the GPT class) with the weights of a ``transformers`` GPT-2, Llama or Qwen2
+    causal LM (or a local folder of one); see ``GPT.from_huggingface``."""
     tokenizer = None
     if isinstance(model_or_dir, (str, Path)):
         model_or_dir, tokenizer = _load_folder(Path(model_or_dir))
     hf = model_or_dir
-    model = cls(_config_fields(hf.config))
+    model = cls(config_fields(hf.config))
     hf_state = hf.state_dict()
-    state = {}
-    for name in model.state_dict():
-        tensor = hf_state[name]
-        state[name] = tensor.t() if name.endswith(_HF_CONV1D) else tensor
+    if hf.config.model_type != "gpt2":
+        state = hf_llama.state_from_hf(hf_state, model.config)
+    else:
+        state = {}
+        for name in model.state_dict():
+            tensor = hf_state[name]
+            state[name] = tensor.t() if name.endswith(_HF_CONV1D) else tensor
     model.load_state_dict(state)
     if tokenizer is not None:
         model.tokenizer = tokenizer
@@ -77,14 +111,27 @@ def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
 
 
 def to_huggingface(model: nn.Module) -> Any:
-    """``model`` (a GPT) as a ``transformers.GPT2LMHeadModel``; see ``GPT.to_huggingface``."""
+    """``model`` (a GPT) as a ``transformers`` GPT-2, Llama or Qwen2 model (whichever holds its
+    layout); see ``GPT.to_huggingface``."""
     c = model.config
-    options = c.non_gpt2_options()
-    if options:
+    gpt2, llama = c.non_gpt2_options(), hf_llama.non_llama_options(c)
+    if not gpt2:
+        return _to_gpt2(model)
+    if llama:
         raise ValueError(
-            f"to_huggingface needs GPT-2's layout; this model has {', '.join(options)}"
+            f"to_huggingface needs GPT-2's layout (this model has {', '.join(gpt2)}) or the "
+            f"Llama family's (this model has {', '.join(llama)})"
         )
+    hf = hf_llama.hf_model(c)
+    hf.load_state_dict(hf_llama.state_to_hf(model.state_dict(), c))
+    return hf.to(model.lm_head.weight.device).eval()
+
+
+def _to_gpt2(model: nn.Module) -> Any:
+    """``model`` (a GPT of GPT-2's layout) as a ``transformers.GPT2LMHeadModel``."""
     from transformers import GPT2Config, GPT2LMHeadModel
+
+    c = model.config
 
     hf_config = GPT2Config(
         vocab_size=c.vocab_size,

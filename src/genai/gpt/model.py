@@ -8,7 +8,9 @@ token embedding. Module names follow Hugging Face's ``GPT2LMHeadModel`` so weigh
 :class:`GPTConfig` also has the options of newer small-model recipes (modded-nanogpt), each off by
 default: rotary position embeddings, RMSNorm, QK-norm, a ReLU^2 or SwiGLU MLP, an untied head,
 zero-initialized output projections, logit soft-capping. ``GPTConfig.recipe("modern")`` turns on
-the combination measured best in docs/gpt.md.
+the combination measured best in docs/gpt.md. With grouped-query attention (``n_kv_head``), a RoPE
+base, the norm's epsilon, an MLP width and q/k/v biases it also holds the Llama family's layout
+(Llama, Qwen2: :mod:`genai.gpt.hf_llama`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ class GPTConfig(Config):
         tie_weights: the output head shares the token embedding's weights (GPT-2).
         zero_init: initialize every residual output projection (and an untied head) to zero.
         logit_softcap: if > 0, logits become ``cap * tanh(logits / cap)``; 0 is off.
+        n_kv_head: key/value heads; fewer than ``n_head`` (dividing it) is grouped-query
+            attention. None: ``n_head``.
+        rope_theta: the base of the rotary embedding's frequencies.
+        norm_eps: the epsilon of every norm; None: 1e-5 for LayerNorm, 1e-6 for RMSNorm.
+        mlp_hidden: the MLP's hidden width (of each half for SwiGLU); None: 4 * n_embd, or
+            :func:`swiglu_width` for SwiGLU.
+        qkv_bias: biases on the query, key and value projections only (Qwen2), with
+            ``bias=False``.
     """
 
     vocab_size: int = field(65, gt=0, rule="a positive integer")
@@ -79,6 +89,11 @@ class GPTConfig(Config):
     tie_weights: bool = True
     zero_init: bool = False
     logit_softcap: float = field(0.0, ge=0, rule=">= 0 (0 = off)")
+    n_kv_head: int | None = field(None, gt=0, rule="a positive integer or None (= n_head)")
+    rope_theta: float = field(10000.0, gt=0)
+    norm_eps: float | None = field(None, gt=0, rule="> 0 or None (the norm's default)")
+    mlp_hidden: int | None = field(None, gt=0, rule="a positive integer or None (the MLP's rule)")
+    qkv_bias: bool = False
 
     @classmethod
     def recipe(cls, name: str, **overrides: Any) -> GPTConfig:
@@ -95,17 +110,41 @@ class GPTConfig(Config):
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(
-                f"pos_emb='rope' needs an even head size, got n_embd/n_head = "
-                f"{self.n_embd // self.n_head}"
+                f"pos_emb='rope' needs an even head size, got n_embd/n_head = {self.head_dim}"
             )
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_kv_head ({self.n_kv_head}) must divide n_head ({self.n_head})")
+        if self.qkv_bias and self.bias:
+            raise ValueError("qkv_bias=True needs bias=False (bias=True has q/k/v biases already)")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_head``, or ``n_head`` when it is None."""
+        return self.n_kv_head or self.n_head
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP's hidden width (``mlp_hidden`` or its default)."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        return swiglu_width(self.n_embd) if self.mlp == "swiglu" else 4 * self.n_embd
 
     def non_gpt2_options(self) -> list[str]:
         """The layout options set away from GPT-2's values, as ``name=value`` strings."""
-        return [
+        options = [
             f"{name}={getattr(self, name)!r}"
             for name, value in _GPT2_LAYOUT.items()
             if getattr(self, name) != value
         ]
+        defaults = {"n_kv_head": self.n_head, "norm_eps": 1e-5, "mlp_hidden": 4 * self.n_embd}
+        for name, value in defaults.items():
+            if getattr(self, name) not in (None, value):
+                options.append(f"{name}={getattr(self, name)!r}")
+        return options
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
@@ -116,8 +155,8 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
 def norm_layer(config: GPTConfig) -> nn.Module:
     """The block's normalization: GPT-2's LayerNorm or RMSNorm (both with a gain)."""
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.n_embd, eps=1e-6)
-    return nn.LayerNorm(config.n_embd, bias=config.bias)
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps or 1e-6)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps or 1e-5, bias=config.bias)
 
 
 class Rotary(nn.Module):
@@ -129,7 +168,8 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, block_size: int, base: float = 10000.0):
         super().__init__()
-        freqs = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        # Hugging Face's rounding of the frequencies (Llama, Qwen2), so that positions agree.
+        freqs = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(block_size, dtype=torch.float32), freqs)  # (T, hd/2)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
@@ -142,18 +182,24 @@ class Rotary(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention through ``F.scaled_dot_product_attention``."""
+    """Multi-head causal self-attention through ``F.scaled_dot_product_attention``.
+
+    With ``n_kv_head < n_head`` (grouped-query attention) ``c_attn`` makes ``n_head`` query heads
+    and ``n_kv_head`` key and value heads, each shared by ``n_head / n_kv_head`` query heads; the
+    KV cache holds only those.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.n_head = config.n_head
+        self.n_head, self.n_kv_head, hd = config.n_head, config.kv_heads, config.head_dim
         self.dropout = config.dropout
         self.qk_norm = config.qk_norm
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        qkv = config.n_embd + 2 * self.n_kv_head * hd
+        self.c_attn = nn.Linear(config.n_embd, qkv, bias=config.bias or config.qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        head_dim = config.n_embd // config.n_head
-        self.rotary = Rotary(head_dim, config.block_size) if config.pos_emb == "rope" else None
+        rope = config.pos_emb == "rope"
+        self.rotary = Rotary(hd, config.block_size, config.rope_theta) if rope else None
 
     def forward(
         self,
@@ -171,27 +217,29 @@ class CausalSelfAttention(nn.Module):
             pos: ``(T,)`` positions of the new tokens (needed with rotary embeddings).
         """
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
+        hd, kv = C // self.n_head, self.n_kv_head
+        q, k, v = self.c_attn(x).split([C, kv * hd, kv * hd], dim=2)
+        q = q.view(B, T, self.n_head, hd).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, kv, hd).transpose(1, 2)  # (B, KV, T, hd)
+        v = v.view(B, T, kv, hd).transpose(1, 2)  # (B, KV, T, hd)
         if self.qk_norm:
             q, k = rms_norm(q), rms_norm(k)
         if self.rotary is not None:
             q, k = self.rotary(q, pos), self.rotary(k, pos)
         mask, causal = None, True
         if cache is not None:
-            k, v, mask, causal = cache.update(layer, k, v)  # (B, H, S, hd) each
+            k, v, mask, causal = cache.update(layer, k, v)  # (B, KV, S, hd) each
         dropout = self.dropout if self.training else 0.0
+        gqa = {"enable_gqa": True} if kv < self.n_head else {}  # query head h reads h // (H/KV)
         if q.dtype == torch.bfloat16 and x.device.type == "cpu":
             # The CPU flash-attention backward is ~5x slower in bf16 than in fp32 (torch 2.14,
             # benchmarks/lm.py): attend in fp32 there, keep the matmuls around it in bf16.
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(
-                    q.float(), k.float(), v.float(), mask, dropout, is_causal=causal
+                    q.float(), k.float(), v.float(), mask, dropout, is_causal=causal, **gqa
                 ).to(q.dtype)  # (B, H, T, hd)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal)
+            y = F.scaled_dot_product_attention(q, k, v, mask, dropout, is_causal=causal, **gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -210,7 +258,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.kind = config.mlp
-        hidden = swiglu_width(config.n_embd) if config.mlp == "swiglu" else 4 * config.n_embd
+        hidden = config.mlp_width
         fc_out = 2 * hidden if config.mlp == "swiglu" else hidden
         self.c_fc = nn.Linear(config.n_embd, fc_out, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
@@ -270,6 +318,8 @@ class GPT(nn.Module, Pretrained):
         modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         modules["ln_f"] = norm_layer(config)
         self.transformer = nn.ModuleDict(modules)
+        for block in self.transformer.h:  # one table of rotary angles for every layer
+            block.attn.rotary = self.transformer.h[0].attn.rotary
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
@@ -413,20 +463,25 @@ class GPT(nn.Module, Pretrained):
 
     @classmethod
     def from_huggingface(cls, model_or_dir: Any) -> GPT:
-        """A GPT with the weights of a ``transformers.GPT2LMHeadModel`` (or a local folder of one).
+        """A GPT with the weights of a ``transformers`` ``GPT2LMHeadModel``, ``LlamaForCausalLM``
+        or ``Qwen2ForCausalLM`` (or a local folder of one: ``config.json``, the weights).
 
         Loading from a folder never downloads (``local_files_only``). If the folder holds a
         ``tokenizer.json``, or GPT-2's ``vocab.json`` and ``merges.txt``, the tokenizer is
         attached as ``model.tokenizer``.
+
+        Raises:
+            ValueError: a config the layout cannot hold (rope scaling, sliding-window attention,
+                mixture of experts, biases on o_proj or the MLP, ...); the message names the field.
         """
         return hf.from_huggingface(cls, model_or_dir)
 
     def to_huggingface(self) -> Any:
-        """This model as a ``transformers.GPT2LMHeadModel`` with equal logits.
-
-        Without biases (``bias=False``) the Hugging Face model gets zero biases.
+        """This model as a ``transformers`` model with equal logits: a ``GPT2LMHeadModel`` for
+        GPT-2's layout, a ``LlamaForCausalLM`` for the Llama family's (``Qwen2ForCausalLM`` with
+        ``qkv_bias``). Without biases (``bias=False``) a GPT-2 gets zero biases.
 
         Raises:
-            ValueError: the model's layout is not GPT-2's (the message names the options).
+            ValueError: the layout is neither (the message names the options).
         """
         return hf.to_huggingface(self)
