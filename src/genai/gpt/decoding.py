@@ -22,7 +22,9 @@ class Decoder(Protocol):
     config: Any  # a GPTConfig: block_size, vocab_size, dropout
     training: bool
 
-    def new_cache(self, idx: torch.Tensor, static: bool = False) -> KVCache: ...
+    def new_cache(
+        self, idx: torch.Tensor, static: bool = False, capacity: int | None = None
+    ) -> KVCache: ...
 
     def decode_step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor: ...
 
@@ -32,7 +34,7 @@ class Decoder(Protocol):
 class KVCache:
     """Keys and values of every layer for the positions already processed.
 
-    Buffers are allocated once at ``block_size``. A dynamic cache (default) counts its filled
+    Buffers are allocated once, at ``capacity`` positions (default ``block_size``). A dynamic cache (default) counts its filled
     positions in a Python int and attends over exactly those. A *static* cache keeps every shape
     fixed: the position is a device tensor, new keys are written with ``index_copy_`` and
     attention runs over the whole buffer with a mask, so one decoding step has the same shapes
@@ -45,6 +47,8 @@ class KVCache:
         device: where the buffers live.
         dtype: dtype of the keys and values.
         static: fixed shapes, as above.
+        capacity: positions the buffers hold, at most ``block_size`` (the decoding loop asks for
+            only what it will use: a model with a long context need not fill its memory).
     """
 
     def __init__(
@@ -54,10 +58,12 @@ class KVCache:
         device: torch.device,
         dtype: torch.dtype,
         static: bool = False,
+        capacity: int | None = None,
     ):
         # Grouped-query attention caches only the n_kv_head key/value heads.
         heads = getattr(config, "n_kv_head", None) or config.n_head
-        shape = (batch, heads, config.block_size, config.n_embd // config.n_head)
+        length = min(capacity or config.block_size, config.block_size)
+        shape = (batch, heads, length, config.n_embd // config.n_head)
         # A static cache attends over unwritten slots under a mask: zeros, never NaN garbage.
         alloc = torch.zeros if static else torch.empty
         self.k = [alloc(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
@@ -225,7 +231,9 @@ def stream(
     # its oldest `shift` tokens are dropped. The cache holds exactly the window, so with
     # learned absolute positions it is rebuilt once per slide, not at every token.
     window = idx[:, -block:]  # (B, T)
-    cache = model.new_cache(window, static_cache) if use_cache else None
+    # Room for the whole continuation, or for the full window when it will slide.
+    capacity = min(block, window.shape[1] + max_new_tokens)
+    cache = model.new_cache(window, static_cache, capacity) if use_cache else None
     step = model.decode_step
     # Not with live dropout: its random draws would be frozen into the graph.
     live_dropout = model.training and model.config.dropout > 0

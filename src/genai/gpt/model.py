@@ -412,12 +412,15 @@ class GPT(nn.Module, Pretrained):
         """
         return self._next_logits(token, cache)
 
-    def new_cache(self, idx: torch.Tensor, static: bool = False) -> KVCache:
-        """An empty :class:`KVCache` for the rows of ``idx`` ``(B, T)``, in the compute dtype."""
+    def new_cache(
+        self, idx: torch.Tensor, static: bool = False, capacity: int | None = None
+    ) -> KVCache:
+        """An empty :class:`KVCache` for the rows of ``idx`` ``(B, T)``, in the compute dtype,
+        holding ``capacity`` positions (default ``block_size``)."""
         dtype = self.transformer.wte.weight.dtype
         if torch.is_autocast_enabled(idx.device.type):
             dtype = torch.get_autocast_dtype(idx.device.type)
-        return KVCache(self.config, idx.shape[0], idx.device, dtype, static)
+        return KVCache(self.config, idx.shape[0], idx.device, dtype, static, capacity)
 
     def stream(
         self, idx: torch.Tensor, max_new_tokens: int, sampling: SamplingConfig | None = None, **kw
