@@ -251,6 +251,10 @@ def test_decoding_allocates_only_the_positions_it_uses(monkeypatch):
         model.generate(idx, 2, temperature=0, static_cache=static)  # 3 + 2 positions
         model.generate(idx, 20, temperature=0, static_cache=static)  # the window slides
     assert sizes == [5, 8, 5, 8]
+    cache = model.new_cache(idx, capacity=4)
+    model._hidden(idx, cache)
+    with pytest.raises(ValueError, match="the cache holds 4 positions, not 5"):
+        model._hidden(idx[:, :2], cache)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

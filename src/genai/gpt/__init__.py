@@ -1,10 +1,10 @@
 """The GPT: a GPT-2-style language model, its decoding and sampling, recipes and training.
 
 Modules, bottom to top: :mod:`~genai.gpt.recipes` (named settings), :mod:`~genai.gpt.sampling`
-(SamplingConfig, filters), :mod:`~genai.gpt.decoding` (KV cache, CUDA graph,
-the token loop), :mod:`~genai.gpt.hf` (Hugging Face GPT-2), :mod:`~genai.gpt.model` (the
-architecture), :mod:`~genai.gpt.text` (text in and out), :mod:`~genai.gpt.evaluate` (validation loss),
-:mod:`~genai.gpt.train` (the loop).
+(SamplingConfig, filters), :mod:`~genai.gpt.decoding` (KV cache, CUDA graph, the token loop),
+:mod:`~genai.gpt.hf_llama` (the Llama family), :mod:`~genai.gpt.hf` (Hugging Face GPT-2, Llama,
+Qwen2), :mod:`~genai.gpt.model` (the architecture), :mod:`~genai.gpt.text` (text in and out),
+:mod:`~genai.gpt.evaluate` (validation loss), :mod:`~genai.gpt.train` (the loop).
 """
 
 from genai.data.source import TEXT

@@ -94,6 +94,8 @@ class KVCache:
             slots = torch.arange(self.k[layer].shape[2], device=k.device)
             return self.k[layer], self.v[layer], slots[None, :] <= pos[:, None], False
         start, end = self.length, self.length + T
+        if end > self.k[layer].shape[2]:
+            raise ValueError(f"the cache holds {self.k[layer].shape[2]} positions, not {end}")
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
         k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, KV, end, hd)
