@@ -132,7 +132,6 @@ def _to_gpt2(model: nn.Module) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     c = model.config
-
     hf_config = GPT2Config(
         vocab_size=c.vocab_size,
         n_positions=c.block_size,

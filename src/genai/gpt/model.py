@@ -124,6 +124,7 @@ class GPTConfig(Config):
 
     @property
     def head_dim(self) -> int:
+        """Channels per attention head: ``n_embd / n_head``."""
         return self.n_embd // self.n_head
 
     @property
