@@ -323,25 +323,26 @@ class GaussianDiffusion:
         computed).
 
         ``strata=None`` computes all T terms (one noise draw each). ``strata=S`` splits the KL
-        terms into S equal runs of timesteps and computes one term per run, at an index drawn
-        uniformly within it, weighted by the run's length: an unbiased estimate of the sum in
-        S network calls instead of T. L_0 and L_T are always computed.
+        terms t = 1..T-1 into at most S runs, log-spaced (the small-t terms are the large ones,
+        so they get runs of one), and computes one term per run and example, at an index drawn
+        uniformly within the run, weighted by the run's length: an unbiased estimate of the sum
+        in about S network calls instead of T.
         """
         b, big_t = x0.shape[0], self.timesteps
         terms = torch.zeros(b, big_t, dtype=torch.float64, device=x0.device)
-        chosen = [(0, 0)] + [(i, 1) for i in range(1, big_t)]  # (index, weight)
-        if strata is not None and strata < big_t - 1:
-            edges = [1 + round(k * (big_t - 1) / strata) for k in range(strata + 1)]
-            chosen = [(0, 0)]
-            for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-                pick = lo + int(torch.randint(hi - lo, (1,), generator=_cpu(generator)))
-                chosen.append((pick, hi - lo))
+        if strata is None or strata >= big_t - 1:
+            edges = list(range(1, big_t + 1))
+        else:
+            edges = sorted({round(big_t ** (k / strata)) for k in range(strata + 1)} | {1, big_t})
         diffusion = torch.zeros(b, dtype=torch.float64, device=x0.device)
-        for i, weight in chosen:
-            t = torch.full((b,), i, device=x0.device, dtype=torch.long)
-            term = self.vb_term(model_fn, x0, t, _randn(x0, generator))
-            terms[:, i] = term
-            diffusion += weight * term
+        t0 = torch.zeros(b, device=x0.device, dtype=torch.long)
+        terms[:, 0] = self.vb_term(model_fn, x0, t0, _randn(x0, generator))
+        rows = torch.arange(b, device=x0.device)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            pick = torch.randint(hi - lo, (b,), generator=_cpu(generator)).to(x0.device) + lo
+            term = self.vb_term(model_fn, x0, pick, _randn(x0, generator))
+            terms[rows, pick] = term
+            diffusion += (hi - lo) * term
         prior, decoder = self.prior_kl(x0), terms[:, 0]
         return {
             "prior": prior,
