@@ -393,9 +393,9 @@ def test_training_lowers_the_loss_and_writes_grids_and_eval(tmp_path, objective)
 def test_unet_sizes_and_default_levels():
     from genai.diffusion.unet import UNet, default_channel_mults
 
-    assert default_channel_mults((1, 28, 28)) == (1, 2, 2)
-    assert default_channel_mults((3, 32, 32)) == (1, 2, 2, 2)
-    assert default_channel_mults((3, 64, 64)) == (1, 2, 2, 2)
+    assert default_channel_mults((1, 28, 28)) == (1, 2, 4)
+    assert default_channel_mults((3, 32, 32)) == (1, 2, 4, 4)
+    assert default_channel_mults((3, 64, 64)) == (1, 2, 4, 4)
     for shape in ((1, 28, 28), (3, 32, 32), (3, 64, 64), (3, 12, 20)):
         net = UNet(shape, 8, default_channel_mults(shape), 1, 8, 5)
         assert net(torch.randn(2, *shape), torch.rand(2), torch.tensor([0, 5])).shape == (2, *shape)

@@ -65,7 +65,7 @@ class DiffusionConfig:
         timesteps: T of the DDPM chain.
         base_width: channels of the U-Net's first level.
         channel_mults: width multiplier per level, image side first; ``None`` gives
-            ``(1, 2, 2, 2)`` cut to the levels the size allows (28: three, 32 and 64: four).
+            ``(1, 2, 4, 4)`` cut to the levels the size allows (28: three, 32 and 64: four).
         blocks_per_level: residual blocks per level (one more on the way up).
         attn_max_side: self-attention at the levels whose map side is at most this (7x7 at
             28x28; 8x8 and 4x4 at 32x32), and always in the middle.
@@ -86,13 +86,13 @@ class DiffusionConfig:
     prediction: Literal["eps", "v"] = "eps"
     schedule: Literal["cosine", "linear"] = "cosine"
     timesteps: int = 1000
-    base_width: int = 32
+    base_width: int = 16
     channel_mults: tuple[int, ...] | None = None
     blocks_per_level: int = 1
     attn_max_side: int = 8
     dropout: float = 0.0
     cond_dropout: float = 0.1
-    ema_decay: float = 0.999
+    ema_decay: float = 0.995
     guidance: float = 1.0
     sample_steps: int = 50
     sampler: str | None = None
