@@ -25,6 +25,7 @@ Usage: ``python benchmarks/diffusion.py [--parts default,steps,lucidrains] [--th
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def lucidrains(train, args, tmp: Path) -> dict:
     ddp = lucidrains_module(tmp / "site")
     batch, steps = 64, args.speed_steps
     x = train.images[:batch].float() / 255.0
-    out = {"version": getattr(ddp, "__version__", None)}
+    out = {"version": importlib.metadata.version("denoising-diffusion-pytorch")}
     theirs_net = ddp.Unet(dim=16, dim_mults=(1, 2, 4), channels=1)
     theirs = ddp.GaussianDiffusion(
         theirs_net, image_size=28, timesteps=1000, sampling_timesteps=args.sample_steps
