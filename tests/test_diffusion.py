@@ -248,6 +248,12 @@ def test_ddim_eta_1_is_ancestral_ddpm_and_both_reach_the_data():
     assert not torch.allclose(full_ddpm, full_ddim)
 
 
+def test_timestep_subsequence_starts_from_pure_noise():
+    assert ddpm.timestep_subsequence(1000, 1) == [999]
+    assert ddpm.timestep_subsequence(1000, 4) == [249, 499, 749, 999]
+    assert ddpm.timestep_subsequence(50, 80) == list(range(50))
+
+
 def test_ddim_eta_0_is_deterministic_given_the_seed():
     process = ddpm.GaussianDiffusion(ddpm.cosine_betas(1000))
     fn = exact_eps(process)

@@ -111,10 +111,11 @@ def _at(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def timestep_subsequence(timesteps: int, steps: int) -> list[int]:
-    """``steps`` indices evenly spread over ``0 .. T-1``, ascending, always ending at ``T - 1``
-    (fewer when ``steps > T``: each timestep at most once)."""
+    """``steps`` indices evenly spread over ``0 .. T-1``, ascending, the last always ``T - 1``
+    (the "trailing" spacing of Lin et al. 2024: sampling starts from pure noise even at one
+    step): ``round(T (i + 1) / steps) - 1``; all T indices when ``steps >= T``."""
     steps = min(steps, timesteps)
-    return sorted({round(i * (timesteps - 1) / max(1, steps - 1)) for i in range(steps)})
+    return sorted({round(timesteps * (i + 1) / steps) - 1 for i in range(steps)})
 
 
 class GaussianDiffusion:
