@@ -99,7 +99,7 @@ def test_every_model_builds_without_a_config_and_from_a_dict():
 def test_registry_names_every_model_with_its_config():
     from genai.registry import KINDS, kind_of, list_models
 
-    assert list_models() == ["vae", "gpt", "gan"]
+    assert list_models() == ["vae", "gpt", "gan", "diffusion"]
     for name, kind in KINDS.items():
         assert kind.name == name and kind.model.kind == name
         assert kind.config.__name__ == kind.model.__name__ + "Config"

@@ -1,6 +1,6 @@
 """A run is one object: ``genai.Run`` and ``genai.resume`` continue a run from Python.
 
-For each model kind a run trained to 8 steps in one go, and the same run stopped by Ctrl-C at
+For each model kind (VAE, GAN, GPT, diffusion) a run trained to 8 steps in one go, and the same run stopped by Ctrl-C at
 step 4 and continued by ``genai.resume`` with its recorded data, model and tokenizer, end with
 the same weights bit for bit and the same training metrics.
 """
@@ -75,7 +75,21 @@ def _gpt(root, out, steps, callbacks=()):
     )
 
 
-TRAIN = {"vae": _vae, "gan": _gan, "gpt": _gpt}
+def _diffusion(root, out, steps, callbacks=()):
+    torch.manual_seed(0)
+    model = genai.get_model(
+        "diffusion", num_classes=10, base_width=8, channel_mults=(1, 2), timesteps=20
+    )
+    data = genai.load_images("mnist", root=root)
+    test = genai.load_images("mnist", "test", root=root)
+    config = genai.DiffusionTrainConfig(
+        out_dir=str(out), max_steps=steps, batch_size=16, n_grid=2, grid_steps=2, eval_images=8,
+        eval_strata=2, **COMMON,
+    )  # fmt: skip
+    return genai.train_diffusion(model, data, config, eval_data=test, callbacks=callbacks)
+
+
+TRAIN = {"vae": _vae, "gan": _gan, "gpt": _gpt, "diffusion": _diffusion}
 
 
 @pytest.mark.parametrize("kind", list(TRAIN))

@@ -134,9 +134,14 @@ def test_impute_keeps_observed_pixels():
         vae.impute(x, torch.ones(2, 1, 28, 28, dtype=torch.bool))
 
 
+def test_conv_widths_on_an_mlp_are_refused():
+    with pytest.raises(ValueError, match="channels .* are the widths of arch='conv'"):
+        VAEConfig(arch="mlp", channels=(1, 2, 3))
+
+
 def test_shapes_and_sampling():
-    for arch in ("mlp", "conv"):
-        vae = VAE(VAEConfig(arch=arch, latent_dim=3, hidden_dims=(16,), channels=(4, 8)))
+    for arch, channels in (("mlp", None), ("conv", (4, 8))):
+        vae = VAE(VAEConfig(arch=arch, latent_dim=3, hidden_dims=(16,), channels=channels))
         x = torch.rand(2, 1, 28, 28)
         mu, logvar = vae.encode(x)
         assert mu.shape == logvar.shape == (2, 3)

@@ -1,4 +1,4 @@
-"""genai: trainable generative models for PyTorch (a VAE, a GAN and a GPT-style LM)."""
+"""genai: trainable generative models for PyTorch (a VAE, a GAN, diffusion and a GPT-style LM)."""
 
 from genai.core.checkpoint import CheckpointError, RunLockedError
 from genai.core.device import resolve_device
@@ -9,6 +9,7 @@ from genai.data import (
     load_images,
     load_text,
 )
+from genai.diffusion import Diffusion, DiffusionConfig, DiffusionTrainConfig, train_diffusion
 from genai.evaluation import EvalOptions
 from genai.gan import GAN, GANConfig, GANTrainConfig, train_gan
 from genai.gpt import (
@@ -28,6 +29,9 @@ from genai.vae import VAE, VAEConfig, VAETrainConfig, train_vae
 from genai.version import __version__
 
 __all__ = [
+    "Diffusion",
+    "DiffusionConfig",
+    "DiffusionTrainConfig",
     "GAN",
     "GPT",
     "VAE",
@@ -60,6 +64,7 @@ __all__ = [
     "resume",
     "show",
     "stream_text",
+    "train_diffusion",
     "train_gan",
     "train_gpt",
     "train_vae",

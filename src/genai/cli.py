@@ -28,6 +28,7 @@ from genai.plots import save_grid
 from genai.registry import KINDS
 from genai.run import Run, start
 from genai.training.engine import NonFiniteLossError, TrainingInterrupted
+from genai.training.kind import ModelKind
 
 log = logging.getLogger("genai")
 
@@ -129,6 +130,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 MAX_SAMPLES = 10_000  # images in one grid
+_SAMPLE_OPTIONS = tuple(k.sample_options for k in KINDS.values() if k.sample_options)
 
 
 def _check_output(path: str, flag: str = "--out") -> Path:
@@ -171,6 +173,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.nrow <= 0:
         raise ValueError(f"--nrow must be > 0, got {args.nrow}")
     _check_output(args.out)
+    options = _sample_options(args, Run(args.run_dir).kind)
     model = _open(args.run_dir, args.device, "images", "sample")
     generator = torch.Generator(next(model.parameters()).device).manual_seed(args.seed)
     labels = None
@@ -181,8 +184,25 @@ def _sample(args: argparse.Namespace) -> None:
             raise ValueError(f"--label needs a class-conditional model; {args.run_dir} is not one")
         labels = args.label[0]
     extra = {"labels": labels} if labels is not None else {}
-    images = model.sample(args.n, generator=generator, **extra)
+    images = model.sample(args.n, generator=generator, **extra, **options)
     print(save_grid(images, args.out, nrow=args.nrow))
+
+
+def _fields(cls: type | None) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} if cls else set()
+
+
+def _sample_options(args: argparse.Namespace, kind: ModelKind) -> dict:
+    """The kind's own ``genai sample`` flags that were given, checked by its options class."""
+    given = {k: v for cls in _SAMPLE_OPTIONS for k, v in vars(args).items() if k in _fields(cls)}
+    for name in given:
+        if name not in _fields(kind.sample_options):
+            owners = [k for k, v in KINDS.items() if name in _fields(v.sample_options)]
+            raise ValueError(
+                f"{_flag(name)} is an option of {' or '.join(owners)} runs; {args.run_dir} is a "
+                f"{kind.name!r} run"
+            )
+    return dataclasses.asdict(kind.sample_options(**given)) if given else {}
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -261,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
+    for cls in _SAMPLE_OPTIONS:  # a kind's own options (a diffusion model's --steps, ...)
+        _add_dataclass_flags(sample, cls, f"{cls.__module__.split('.')[1]} runs")
 
     ev = sub.add_parser("eval", help="evaluate a run on its test set; prints one JSON line")
     ev.add_argument("run_dir")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from genai.diffusion import KIND as DIFFUSION
 from genai.gan import KIND as GAN
 from genai.gpt import KIND as GPT
 from genai.pretrained import build
 from genai.training.kind import ModelKind
 from genai.vae import KIND as VAE
 
-KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (VAE, GPT, GAN)}
+KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (VAE, GPT, GAN, DIFFUSION)}
 
 
 def get_kind(name: str, what: str = "model") -> ModelKind:

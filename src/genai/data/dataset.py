@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -255,3 +256,37 @@ def as_dataset(data: ImageDataset | torch.Tensor | np.ndarray) -> ImageDataset:
             f"data: expected an ImageDataset, a tensor or a NumPy array, got {type(data).__name__}"
         )
     return images_from_array(data)
+
+
+def take_classes(config: Any, data: ImageDataset, what: str) -> None:
+    """Check the data of a class-conditional model (``config.num_classes`` set; ``what`` names
+    the model in messages) and give the model the data's class names, saved with its run."""
+    k = config.num_classes
+    if k is None:
+        return
+    if data.labels is None or data.num_classes < 2:
+        found = "no labels" if data.labels is None else "one class only"
+        raise ValueError(
+            f"{what} (num_classes={k}) needs labeled data with at least 2 "
+            f"classes; {data.name} has {found}"
+        )
+    if data.labels.min() < 0 or data.labels.max() >= k:
+        raise ValueError(
+            f"the data's labels span [{int(data.labels.min())}, {int(data.labels.max())}] "
+            f"but the model has num_classes={k}"
+        )
+    names = data.class_names
+    if names and len(names) != k:
+        raise ValueError(
+            f"the model has num_classes={k} but the data ({data.name}) has {len(names)} "
+            f"classes ({', '.join(names)})"
+        )
+    if names and config.class_names not in (None, tuple(names)):
+        raise ValueError(
+            f"the model's class names ({', '.join(config.class_names)}) differ from "
+            f"the data's ({', '.join(names)}); leave class_names unset to take the data's, "
+            "or name the data's classes: load_images(data.images, labels=data.labels, "
+            "class_names=[...])"
+        )
+    if names:
+        config.class_names = tuple(names)  # saved with the run

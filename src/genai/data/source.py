@@ -189,6 +189,8 @@ class TextSource:
         if source is not None:
             request["source"] = source
         if getattr(args, "bpe_vocab", 1024) != 1024:
+            if request.get("tokenizer") != "bpe":
+                raise ValueError("--bpe-vocab is the vocabulary size of --tokenizer bpe")
             request["bpe_vocab"] = args.bpe_vocab
         return request
 

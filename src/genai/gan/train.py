@@ -16,7 +16,7 @@ import torch
 
 from genai.core.fields import check_model, coerce_config, field, fit_default
 from genai.data.batches import ImageBatches
-from genai.data.dataset import ImageDataset, as_dataset, check_shape
+from genai.data.dataset import ImageDataset, as_dataset, check_shape, take_classes
 from genai.gan.model import GAN, LOSSES, d_loss, g_loss
 from genai.optim import decay_groups, make_adamw
 from genai.plots import save_grid
@@ -117,35 +117,7 @@ class GANTask:
     def __init__(self, model: GAN, data: ImageDataset, config: GANTrainConfig):
         self.model, self.data, self.config = model, data, config
         check_shape(model.config.image_shape, data)
-        k = model.config.num_classes
-        if k is None:
-            return
-        if data.labels is None or data.num_classes < 2:
-            found = "no labels" if data.labels is None else "one class only"
-            raise ValueError(
-                f"a conditional GAN (num_classes={k}) needs labeled data with at least 2 "
-                f"classes; {data.name} has {found}"
-            )
-        if data.labels.min() < 0 or data.labels.max() >= k:
-            raise ValueError(
-                f"the data's labels span [{int(data.labels.min())}, {int(data.labels.max())}] "
-                f"but the model has num_classes={k}"
-            )
-        names = data.class_names
-        if names and len(names) != k:
-            raise ValueError(
-                f"the model has num_classes={k} but the data ({data.name}) has {len(names)} "
-                f"classes ({', '.join(names)})"
-            )
-        if names and model.config.class_names not in (None, tuple(names)):
-            raise ValueError(
-                f"the model's class names ({', '.join(model.config.class_names)}) differ from "
-                f"the data's ({', '.join(names)}); leave class_names unset to take the data's, "
-                "or name the data's classes: load_images(data.images, labels=data.labels, "
-                "class_names=[...])"
-            )
-        if names:
-            model.config.class_names = tuple(names)  # saved with the run
+        take_classes(model.config, data, "a conditional GAN")
 
     def setup(self, device: torch.device) -> ImageBatches:
         self.model.to(device)

@@ -52,6 +52,8 @@ class ModelKind:
         evaluate: ``evaluate(model, train, test, options) -> dict`` for ``genai eval``, or None.
         eval_during_training: whether ``train`` takes the test split as ``eval_data``.
         recipes: named starting points, ``name -> {"model": fields, "train": fields}``.
+        sample_options: a config class whose fields are ``genai sample``'s extra flags for this
+            kind, passed to ``model.sample`` (a diffusion model's ``--steps``), or None.
     """
 
     model: type
@@ -62,6 +64,7 @@ class ModelKind:
     evaluate: Callable[..., dict] | None = None
     eval_during_training: bool = True
     recipes: Mapping[str, dict[str, dict]] = field(default_factory=dict)
+    sample_options: type | None = None
 
     @property
     def name(self) -> str:

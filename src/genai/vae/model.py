@@ -69,6 +69,11 @@ class VAEConfig(Config):
         self.image_shape = check_image_shape(self.image_shape)
         if self.likelihood is None:
             self.likelihood = "bernoulli" if self.image_shape[0] == 1 else "logistic"
+        if self.arch == "mlp" and self.channels is not None:
+            raise ValueError(
+                f"channels ({self.channels}) are the widths of arch='conv'; the MLP's are "
+                "hidden_dims"
+            )
         if self.arch == "conv":
             _, blocks = conv_plan(self.image_shape)
             if self.channels is not None and len(self.channels) != blocks:
