@@ -37,6 +37,8 @@ import torch
 
 import genai
 from genai.diffusion import Diffusion, DiffusionConfig, DiffusionTrainConfig, train_diffusion
+from genai.gan.model import GAN, GANConfig
+from genai.gan.train import GANTrainConfig, train_gan
 from genai.metrics import (
     class_coverage,
     classifier_fid,
@@ -45,8 +47,6 @@ from genai.metrics import (
     inception_score,
     metric_classifier,
 )
-from genai.gan.model import GAN, GANConfig
-from genai.gan.train import GANTrainConfig, train_gan
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
