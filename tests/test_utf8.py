@@ -199,3 +199,17 @@ def test_decode_stream_holds_a_split_character_whatever_the_cut():
     ids = tok.encode("北京是一座城市🙂")
     pieces = list(decode_stream(tok, ids))
     assert "".join(pieces) == "北京是一座城市🙂" and all("\ufffd" not in p for p in pieces)
+
+
+def test_genai_generate_writes_utf8_unless_told_not_to(tmp_path, capsys):
+    from genai.cli import main
+
+    run = byte_model().save_pretrained(tmp_path / "bytes")
+    gen = ["generate", str(run), "--prompt", "北京是", "--max-new-tokens", "60", "--seed", "2"]
+    gen += ["--temperature", "1.5", "--device", "cpu"]
+    assert main(gen) == 0
+    out = capsys.readouterr().out
+    assert "\ufffd" not in out and out.startswith("北京是")
+    assert out == generate_text(run, "北京是", 60, temperature=1.5, seed=2, device="cpu") + "\n"
+    assert main([*gen, "--no-valid-utf8"]) == 0
+    assert "\ufffd" in capsys.readouterr().out
