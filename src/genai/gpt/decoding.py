@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from genai.core.device import seeded_generator
-from genai.gpt.sampling import SamplingConfig, sampling_config
+from genai.gpt.sampling import SamplingConfig, sampling_config, utf8_constraint
 
 
 class Decoder(Protocol):
@@ -216,15 +216,20 @@ def stream(
     static_cache: bool = False,
     vocab_limit: int | None = None,
     seed: int | None = None,
+    tokenizer: Any = None,
     **overrides: Any,
 ) -> Iterator[torch.Tensor]:
     """Yield ``(B,)`` new tokens one step at a time; the arguments are ``GPT.generate``'s.
 
-    ``sampling`` with ``overrides`` of its fields applied (:func:`sampling_config`) draws them.
+    ``sampling`` with ``overrides`` of its fields applied (:func:`sampling_config`) draws them;
+    with a byte tokenizer (``tokenizer``, default ``model.tokenizer``) and ``valid_utf8`` only
+    bytes that keep each row valid UTF-8 (:class:`~genai.gpt.sampling.Utf8Constraint`).
     """
     sampling = sampling_config(sampling, **overrides)
     shift = _check(model, idx, max_new_tokens, window_shift, vocab_limit)
     generator = seeded_generator(generator, seed, idx.device)
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    utf8 = utf8_constraint(sampling, tokenizer, idx)
     block = model.config.block_size
     stops = torch.tensor([stop] if isinstance(stop, int) else list(stop or ()), device=idx.device)
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
@@ -245,7 +250,11 @@ def stream(
     for i in range(max_new_tokens):
         if vocab_limit is not None:  # ids past the tokenizer's are never drawn
             logits = logits[:, :vocab_limit]
+        if utf8 is not None:  # only the bytes that keep the text UTF-8
+            logits = utf8.mask(logits, max_new_tokens - i)
         token = sampling.draw(logits, generator)  # (B,)
+        if utf8 is not None:
+            utf8.update(token)
         if stops.numel():  # a stopped row repeats the stop id it drew
             token = torch.where(done, held, token)
             held = torch.where(done, held, token)
@@ -276,6 +285,7 @@ def generate(
     static_cache: bool = False,
     vocab_limit: int | None = None,
     seed: int | None = None,
+    tokenizer: Any = None,
     **overrides: Any,
 ) -> torch.Tensor:
     """``(B, T + n)``: ``idx`` followed by the n <= max_new_tokens tokens of :func:`stream`."""
@@ -292,6 +302,7 @@ def generate(
             static_cache=static_cache,
             vocab_limit=vocab_limit,
             seed=seed,
+            tokenizer=tokenizer,
         )
     )
     return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1) if tokens else idx.clone()

@@ -448,6 +448,8 @@ class GPT(nn.Module, Pretrained):
             temperature: divides the logits; 0 means greedy (argmax).
             top_k: keep only the k most likely tokens.
             top_p: keep the smallest set of most likely tokens with probability >= top_p.
+            valid_utf8: with a byte tokenizer, only bytes that keep each row valid UTF-8
+                (default True; see :class:`~genai.gpt.sampling.Utf8Constraint`).
             stop: a token id (or ids); a row that emits one keeps emitting that id, and
                 generation ends once every row has stopped.
             generator: the random source of sampling.
@@ -459,6 +461,8 @@ class GPT(nn.Module, Pretrained):
                 not in training mode with dropout). Same tokens.
             vocab_limit: draw only ids below it (a vocabulary padded beyond its tokenizer's).
             seed: seeds a new generator instead of ``generator`` (ignored when it is given).
+            tokenizer: the tokenizer of the ids (default ``model.tokenizer``); a byte tokenizer
+                turns ``valid_utf8`` on.
 
         Returns:
             ``(B, T + n)`` the full prompt followed by the n <= max_new_tokens new tokens.

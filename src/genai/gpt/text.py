@@ -81,6 +81,7 @@ def stream_text(
             sampling,
             generator=generator,
             vocab_limit=tokenizer.vocab_size,  # a larger model vocabulary: ids it cannot decode
+            tokenizer=tokenizer,  # a byte tokenizer: valid UTF-8 only (sampling.valid_utf8)
         )
         yield from decode_stream(tokenizer, (int(t[0]) for t in tokens))
     finally:
@@ -115,7 +116,8 @@ def generate_text(
         max_length: instead of ``max_new_tokens``, the length in tokens of prompt and
             continuation together (Hugging Face's ``max_length``).
         **overrides: fields of ``sampling`` to replace: ``temperature`` (0 is greedy),
-            ``top_k``, ``top_p`` (None or 1 disables the nucleus filter).
+            ``top_k``, ``top_p`` (None or 1 disables the nucleus filter), ``valid_utf8`` (False
+            lets a byte tokenizer's model write bytes that are not UTF-8).
 
     Raises:
         ValueError: bad sampling arguments, or a prompt the tokenizer cannot encode.
