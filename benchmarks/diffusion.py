@@ -178,6 +178,10 @@ def main() -> None:
     p.add_argument("--curve-n", type=int, default=2000, help="samples per point of the curve")
     p.add_argument("--max-steps", type=int, default=None, help="cap the training runs")
     p.add_argument("--no-flow-train", action="store_true")
+    p.add_argument(
+        "--run", help="measure this trained default run (genai train diffusion) instead of training"
+    )
+    p.add_argument("--no-gan", action="store_true", help="skip the GAN beside it (its own run)")
     p.add_argument("--smoke", action="store_true", help="toy sizes: check that it starts")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -194,11 +198,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = None
-        if parts & {"default", "steps"}:
+        if parts & {"default", "steps"} and args.run:
+            model, wall = genai.load(args.run, "cpu"), None
+        elif parts & {"default", "steps"}:
             model, wall = train_default("ddpm", train, tmp / "ddpm", args.max_steps)
         if "default" in parts:
             sample_kw = {"steps": 2} if args.smoke else {}
             ours = quality(model, classifier, test, args.n_per_class, **sample_kw)
+            if args.no_gan:
+                emit("default", diffusion={"wall_s": wall and round(wall, 1), **ours})
+                parts.discard("default")
+        if "default" in parts:
             torch.manual_seed(0)
             gan = GAN(GANConfig(num_classes=10))
             gan_config = {"out_dir": str(tmp / "gan"), "progress": False}
@@ -210,7 +220,11 @@ def main() -> None:
             theirs = quality(gan.eval(), classifier, test, args.n_per_class)
             emit(
                 "default",
-                diffusion={"wall_s": round(wall, 1), **ours, "config": model.config.__dict__},
+                diffusion={
+                    "wall_s": wall and round(wall, 1),
+                    **ours,
+                    "config": model.config.__dict__,
+                },
                 gan={"wall_s": round(gan_wall, 1), **theirs},
                 train_images=len(train),
                 test_images=len(test),
