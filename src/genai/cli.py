@@ -22,6 +22,7 @@ from torch import nn
 from genai.core import checkpoint
 from genai.core.checkpoint import CheckpointError, RunLockedError
 from genai.data.source import IMAGES, nonempty
+from genai.demo import run_demo
 from genai.evaluation import EvalOptions
 from genai.gpt import SamplingConfig, stream_text
 from genai.plots import save_grid
@@ -224,7 +225,6 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from genai.demo import run_demo
 
     if not args.out.strip():
         raise ValueError("--out must name a folder, got an empty path")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genai.core.files import atomic_write
 from genai.core.progress import progress_bar
 from genai.data.dataset import DatasetError, ImageDataset, MissingSplitError, cache_dir
 
@@ -280,7 +281,6 @@ def _read_cache(stem: Path) -> tuple[torch.Tensor, dict] | None:
 
 
 def _write_cache(stem: Path, images: torch.Tensor, meta: dict) -> None:
-    from genai.core.files import atomic_write
 
     try:
         atomic_write(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, images.numpy()))

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from genai.data.dataset import DatasetError, ImageDataset, MissingSplitError, default_root
+from genai.data.folders import decode_files
 from genai.data.idx import read_idx
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,6 @@ def _load_celeba(
     num_workers: int | None,
     progress: bool,
 ) -> ImageDataset:
-    from genai.data.folders import decode_files
 
     root = root if root is not None else default_root()
     directory = root / "celeba"

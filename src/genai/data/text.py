@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from genai.core.files import atomic_write
+from genai.data.dataset import default_root
+
 log = logging.getLogger(__name__)
 
 SHAKESPEARE_URL = (
@@ -286,7 +289,6 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
         if not path.is_file():
             raise FileNotFoundError(f"no tiny-shakespeare text at {str(path)!r}")
         return _read_files([path])
-    from genai.data.dataset import default_root
 
     path = default_root() / "tinyshakespeare" / "input.txt"  # where every download goes
     if not path.is_file():
@@ -295,7 +297,6 @@ def shakespeare_text(root: str | Path | None = None, download: bool = False) -> 
                 f"tiny-shakespeare is not at {path}; pass download=True (--download) or a local "
                 "path (--root)"
             )
-        from genai.core.files import atomic_write
 
         try:  # to a temporary file first: an interrupted download leaves nothing behind
             atomic_write(path, lambda tmp: urllib.request.urlretrieve(SHAKESPEARE_URL, tmp))
