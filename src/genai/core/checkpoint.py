@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from genai.core import files
 from genai.core.files import brief, fsync, fsync_dir, umask
@@ -311,16 +311,7 @@ def _weights_step(path: Path, shown: Path) -> int:
 def load_weights(run_dir: str | Path, model: torch.nn.Module, config: dict | None = None) -> None:
     """Load ``model.safetensors`` into ``model`` in place, checking it matches ``config``'s step."""
     run_dir = Path(run_dir)
-    config = config or load_config(run_dir)
-    path = _file(run_dir, WEIGHTS)
-    if not path.is_file():
-        raise CheckpointError(f"{str(run_dir)!r} has no {WEIGHTS}")
-    step = _weights_step(path, run_dir / WEIGHTS)
-    if step != config["step"]:
-        raise CheckpointError(
-            f"{run_dir}: {WEIGHTS} is from step {step} but {CONFIG} says {config['step']} "
-            "(files of two checkpoints); the run cannot be loaded consistently"
-        )
+    path = _weights_file(run_dir, config or load_config(run_dir))
     try:
         load_model(getattr(model, "_orig_mod", model), str(path), strict=True)
     except (SafetensorError, RuntimeError) as e:
@@ -330,6 +321,35 @@ def load_weights(run_dir: str | Path, model: torch.nn.Module, config: dict | Non
     bad = check_finite(model)
     if bad:
         raise CheckpointError(f"{run_dir / WEIGHTS}: non-finite values in {', '.join(bad[:3])}")
+
+
+def read_weights(run_dir: str | Path, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """``model.safetensors`` as a state dict on the CPU (a tied tensor under one name), checked
+    as :func:`load_weights` checks it: its step, and finite values."""
+    run_dir = Path(run_dir)
+    path = _weights_file(run_dir, config or load_config(run_dir))
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{run_dir / WEIGHTS}: not readable ({brief(e)})") from e
+    bad = [n for n, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{run_dir / WEIGHTS}: non-finite values in {', '.join(bad[:3])}")
+    return weights
+
+
+def _weights_file(run_dir: Path, config: dict) -> Path:
+    """The weights file of a run, checked to be of the step ``config`` says."""
+    path = _file(run_dir, WEIGHTS)
+    if not path.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} has no {WEIGHTS}")
+    step = _weights_step(path, run_dir / WEIGHTS)
+    if step != config["step"]:
+        raise CheckpointError(
+            f"{run_dir}: {WEIGHTS} is from step {step} but {CONFIG} says {config['step']} "
+            "(files of two checkpoints); the run cannot be loaded consistently"
+        )
+    return path
 
 
 def load_state(run_dir: str | Path, config: dict | None = None) -> dict:

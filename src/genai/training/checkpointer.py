@@ -10,6 +10,7 @@ import torch
 from genai.core import checkpoint
 from genai.core.rundir import RunDirectory
 from genai.training.loggers import Logger
+from genai.training.sharding import full_state, nonfinite, sharded
 from genai.training.signals import TrainingInterrupted
 from genai.training.state import resume_state
 
@@ -95,18 +96,21 @@ class Checkpointer:
     def commit(self, step: int) -> None:
         """Check the loss and the weights, flush the logs and save the checkpoint of ``step``."""
         self.check_finite()
-        bad = checkpoint.check_finite(self.task.model)
+        bad = nonfinite(self.task.model)  # every rank agrees, sharded or not
         if bad:  # e.g. an infinite learning rate: the loss may still look finite
             raise NonFiniteLossError(
                 f"weights became non-finite by step {step} ({', '.join(bad[:3])}); training "
                 f"stopped, {self.run_dir} keeps {self.kept()}"
             )
         self.logger.flush()  # the log is current whenever a checkpoint is
+        task, optimizers = self.task, self.optimizers
+        model = task.model
+        if sharded(model):  # every rank gathers, rank 0 gets the full weights and moments
+            model, optimizers = full_state(model, self.optimizers)
         if self.run is not None:
-            state = resume_state(self.optimizers, self.schedulers, self.scalers)
-            task = self.task
+            state = resume_state(optimizers, self.schedulers, self.scalers)
             checkpoint.save_checkpoint(
-                self.run.path, task.model, task.kind, step, self.config, state,
+                self.run.path, model, task.kind, step, self.config, state,
                 task.checkpoint_extra(),
             )  # fmt: skip
             self.run.committed()

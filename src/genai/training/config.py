@@ -50,6 +50,10 @@ class TrainConfig(Config):
         progress: show a progress bar.
         resume: continue the run in ``out_dir``.
         overwrite: replace the run in ``out_dir`` (moved aside until the first checkpoint).
+        strategy: data parallelism under ``torchrun``: ``"ddp"`` (every rank holds the whole
+            model; gradients averaged by one all-reduce at the optimizer step, no module
+            wrapping) or ``"fsdp"`` (FSDP2 ``fully_shard``: weights, gradients and optimizer
+            moments sharded over the ranks; the GPT only). One process: the same either way.
         loggers: more loggers of the metrics besides ``metrics.jsonl``: ``"tensorboard"``
             (``out_dir/tensorboard``) and/or ``"wandb"`` (``out_dir/wandb``).
     """
@@ -77,6 +81,7 @@ class TrainConfig(Config):
     progress: bool = True
     resume: bool = False
     overwrite: bool = False
+    strategy: str = field("ddp", choices=("ddp", "fsdp"))
     loggers: tuple[str, ...] = ()
 
     # Settings that fix the data order: a resumed run must keep them (see fit).
@@ -88,6 +93,10 @@ class TrainConfig(Config):
         check_fields(self)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
+        if self.strategy == "fsdp" and self.precision == "fp16":
+            raise ValueError(
+                "strategy 'fsdp' does not take precision 'fp16' (its grad scaler): use bf16"
+            )
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """The run's length in optimizer steps (see the class docstring)."""

@@ -8,6 +8,7 @@ import os
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -34,8 +35,9 @@ def barrier(world_size: int) -> None:
 
 
 def broadcast_weights(module: nn.Module, world_size: int) -> None:
-    """Every rank takes rank 0's weights (and buffers)."""
-    if world_size > 1:
+    """Every rank takes rank 0's weights (and buffers); a sharded model took them before
+    sharding (:func:`genai.training.sharding.shard`)."""
+    if world_size > 1 and not isinstance(module, FSDPModule):
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, 0)
 

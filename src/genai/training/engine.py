@@ -30,6 +30,7 @@ from genai.training.config import TrainConfig
 from genai.training.distributed import barrier, broadcast_weights, init_distributed
 from genai.training.loggers import Logger, TrainMeans, check_loggers, open_loggers
 from genai.training.schedule import SCHEDULES, due, lr_factor, lr_schedulers
+from genai.training.sharding import gathered, is_main, setup, sharded
 from genai.training.signals import StopRequest, TrainingInterrupted
 from genai.training.state import restore, rng_state, seed_everything, set_rng_state
 from genai.training.trainer import Trainer, maybe_compile
@@ -125,7 +126,7 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
         run_dir, main = Path(config.out_dir), rank == 0
         _check(run_dir, config, main)
         seed_everything(config.seed + rank)  # same data order (seeded separately), own dropout
-        batches = task.setup(device)
+        batches = setup(task, device, config, world)  # task.setup, sharded first under fsdp
         per_epoch, total = _length(len(batches), world, config)
         optimizers = task.configure_optimizers()
         trainer = Trainer(config, device, optimizers, world)
@@ -158,7 +159,7 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
             # The checkpoint first: an evaluation or sample grid that fails loses no training.
             if saver.due(done, total, stopping=stop.requested):
                 saver.commit(done)
-            go_on = main and not stop.requested  # a stop skips them: they can outlast a grace time
+            go_on = (main or sharded(task.model)) and not stop.requested  # fsdp: every rank gathers
             evaluate = go_on and due(done, config.eval_every, per_epoch, total)
             sample = go_on and due(done, config.sample_every, per_epoch, total)
             if evaluate or sample:
@@ -239,11 +240,14 @@ def _eval_and_sample(
 ) -> dict[str, float] | None:
     """Evaluate and/or write samples after ``step``, in eval mode, without gradients and with a
     fixed seed in a forked RNG, so that they neither consume nor depend on the training RNG
-    stream. Returns the eval metrics (``None``: no evaluation)."""
+    stream. Under fsdp every rank comes here and gathers the whole model; rank 0 alone evaluates
+    and samples. Returns the eval metrics (``None``: no evaluation)."""
     metrics = None
     task.model.eval()
-    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    devices = [device] if device.type == "cuda" else []
+    with gathered(task.model), torch.no_grad(), torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.seed)
+        evaluate, sample = evaluate and is_main(), sample and is_main()  # fsdp: rank 0 alone
         if evaluate:
             metrics = task.evaluate()
             if metrics:

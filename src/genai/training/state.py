@@ -15,6 +15,7 @@ import torch
 from genai.core import checkpoint
 from genai.core.files import brief
 from genai.training.schedule import lr_factor
+from genai.training.sharding import load_optimizer, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def resume_state(optimizers: dict, schedulers: dict, scalers: dict) -> dict:
-    """What ``state.pt`` holds besides the step: every optimizer, LR scheduler and grad scaler
-    by name, and the RNG states."""
+    """What ``state.pt`` holds besides the step: every optimizer (or its state dict), LR
+    scheduler and grad scaler by name, and the RNG states."""
     return {
-        "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+        "optimizers": {
+            n: o if isinstance(o, dict) else o.state_dict() for n, o in optimizers.items()
+        },
         "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
         "scalers": {n: s.state_dict() for n, s in scalers.items()},
         "rng": rng_state(),
@@ -105,12 +108,12 @@ def restore(
         )
     check_resume_settings(run_dir, saved.get("train_config"), config)
     _warn_on_changed_data(saved, task.checkpoint_extra().get("data") or {})
-    checkpoint.load_weights(run_dir, task.model, saved)
+    load_weights(run_dir, task.model, saved)  # a sharded model takes its shards
     state = checkpoint.load_state(run_dir, saved)
     try:
         for name, opt in optimizers.items():
             fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
-            opt.load_state_dict(state["optimizers"][name])
+            load_optimizer(task.model, opt, state["optimizers"][name])
             scheduler = schedulers[name]
             scheduler.load_state_dict(state["schedulers"][name])
             for group, settings in zip(opt.param_groups, fresh, strict=True):

@@ -10,6 +10,7 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from genai.core.device import autocast, grad_scaler
+from genai.training.sharding import check_optimizers
 
 
 class Trainer:
@@ -20,7 +21,8 @@ class Trainer:
             ``grad_clip``).
         device: the device the model is on.
         optimizers: the task's named optimizers; each gets its own grad scaler.
-        world_size: processes under ``torchrun``; above 1, gradients are averaged over them.
+        world_size: processes under ``torchrun``; above 1, gradients are averaged over them
+            (under ``strategy="fsdp"`` FSDP2 reduce-scatters them in the backward pass).
     """
 
     def __init__(self, config: Any, device: torch.device, optimizers: dict, world_size: int = 1):
@@ -29,6 +31,9 @@ class Trainer:
         self.optimizers = optimizers
         self.world_size = world_size
         self.scalers = {name: grad_scaler(device, config.precision) for name in optimizers}
+        self.sharded = world_size > 1 and getattr(config, "strategy", "ddp") == "fsdp"
+        if self.sharded:
+            check_optimizers(optimizers)
 
     def autocast(self):
         """Context for forward passes at the configured precision."""
@@ -48,12 +53,12 @@ class Trainer:
         optimizers = [self.optimizers[name] for name in names]
         scaler = self.scalers[names[0]]
         params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.sharded:
             average_gradients(params, self.world_size)
         if self.config.grad_clip > 0:
             for optimizer in optimizers:
                 scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            nn.utils.clip_grad_norm_(params, self.config.grad_clip)  # sharded: the global norm
         for optimizer in optimizers:
             scaler.step(optimizer)
         scaler.update()
