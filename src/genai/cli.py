@@ -234,9 +234,13 @@ def _eval(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     model = _open(args.run_dir, args.device, "text", "generate")
     sampling = _pick(args, SamplingConfig)
-    pieces = stream_text(model, args.prompt, args.max_new_tokens, seed=args.seed, **sampling)
+    chat = {"messages": [{"role": "user", "content": args.chat}]} if args.chat else {}
+    if chat and args.prompt:
+        raise ValueError("give --prompt (text to continue) or --chat (a message), not both")
+    prompt = None if chat else args.prompt
+    pieces = stream_text(model, prompt, args.max_new_tokens, seed=args.seed, **chat, **sampling)
     first = next(pieces, "")  # bad input fails here, before anything is printed
-    sys.stdout.write(args.prompt + first)
+    sys.stdout.write((prompt or "") + first)
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -321,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="stream text from a trained language model")
     gen.add_argument("run_dir")
     gen.add_argument("--prompt", default="")
+    gen.add_argument(
+        "--chat",
+        metavar="MESSAGE",
+        default=None,
+        help="a chat model's reply to this user message (the tokenizer's chat template)",
+    )
     gen.add_argument("--max-new-tokens", type=int, default=300)
     _add_dataclass_flags(gen, SamplingConfig, "sampling")
     gen.add_argument("--seed", type=int, default=0)

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from genai.core.checkpoint import is_run_dir
-from genai.gpt.model import GPT
+from genai.core.checkpoint import is_run_dir, read_config
+from genai.gpt import hf
+from genai.gpt.model import GPT, GPTConfig
 
 # Model settings that may differ from the init's: they change no weight.
 CHANGEABLE = ("dropout",)
@@ -81,14 +82,12 @@ def _set_dropout(model: GPT, p: float) -> None:
             module.dropout = p
 
 
-def apply_fields(model: GPT, fields: dict[str, Any], source: str) -> GPT:
-    """Apply the model settings given with an init: a smaller ``block_size``, :data:`CHANGEABLE`
-    ones; any other that differs from the model's is refused, all named in one line."""
-    config = dataclasses.asdict(model.config)
+def check_fields(config: dict[str, Any], fields: dict[str, Any], source: str) -> None:
+    """Refuse model settings given with an init that differ from its ``config`` (a dict), but
+    for :data:`CHANGEABLE` ones and a ``block_size`` no larger; all named in one line."""
     given = json.loads(json.dumps(fields))  # tuples as lists, as in config.json
-    differ = [
-        k for k, v in given.items() if k not in ("block_size", *CHANGEABLE) and config.get(k) != v
-    ]
+    free = ("block_size", *CHANGEABLE)
+    differ = [k for k, v in given.items() if k not in free and config.get(k) != v]
     if differ:
         named = ", ".join(
             f"{k} ({given[k]!r} given, {config.get(k)!r} in the model)" for k in differ
@@ -97,11 +96,41 @@ def apply_fields(model: GPT, fields: dict[str, Any], source: str) -> GPT:
             f"the model's settings come from the init {source}; these differ from it: {named} "
             f"(only {', '.join(CHANGEABLE)} and a smaller block_size can change)"
         )
-    if "block_size" in given:
-        crop_block_size(model, int(given["block_size"]))
-    if "dropout" in given and given["dropout"] != model.config.dropout:
-        _set_dropout(model, float(given["dropout"]))
+    if given.get("block_size", 0) > config["block_size"]:
+        raise ValueError(
+            f"block_size {given['block_size']} is larger than the pretrained model's context "
+            f"({config['block_size']} tokens); give --block-size {config['block_size']} or less"
+        )
+
+
+def apply_fields(model: GPT, fields: dict[str, Any], source: str) -> GPT:
+    """Apply the model settings given with an init (see :func:`check_fields`): a smaller
+    ``block_size`` crops the context, ``dropout`` is set."""
+    check_fields(dataclasses.asdict(model.config), fields, source)
+    if "block_size" in fields:
+        crop_block_size(model, int(fields["block_size"]))
+    if "dropout" in fields and fields["dropout"] != model.config.dropout:
+        _set_dropout(model, float(fields["dropout"]))
     return model
+
+
+def _config_of(path: Path, source: str) -> dict[str, Any]:
+    """The GPTConfig fields of an init folder, read before any weight (a genai run's or a
+    Hugging Face model's ``config.json``)."""
+    if is_run_dir(path):
+        record = read_config(path)
+        if record["kind"] != GPT.kind:
+            raise ValueError(f"--init {source} holds a {record['kind']!r} run, not a 'gpt' one")
+        return record["model_config"]
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"--init {source}: {str(path)!r} holds neither a Hugging Face model (config.json, "
+            "safetensors weights) nor a genai run"
+        )
+    from transformers import AutoConfig
+
+    fields = hf.config_fields(AutoConfig.from_pretrained(path, local_files_only=True))
+    return dataclasses.asdict(GPTConfig(**fields))
 
 
 def load_init(
@@ -126,15 +155,8 @@ def load_init(
                 f"--download {source} fetches a Hub model)"
             )
         repo, path = str(source), download_model(str(source))
-    if is_run_dir(path):
-        model = GPT.from_pretrained(path, "cpu")
-    elif (path / "config.json").is_file():
-        model = GPT.from_huggingface(path)
-    else:
-        raise ValueError(
-            f"--init {source}: {str(path)!r} holds neither a Hugging Face model (config.json, "
-            "safetensors weights) nor a genai run"
-        )
+    check_fields(_config_of(path, str(source)), fields or {}, str(source))  # before the weights
+    model = GPT.from_pretrained(path, "cpu") if is_run_dir(path) else GPT.from_huggingface(path)
     if getattr(model, "tokenizer", None) is None:
         raise ValueError(
             f"--init {source}: the model has no tokenizer (tokenizer.json, or vocab.json and "
