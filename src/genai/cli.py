@@ -237,10 +237,10 @@ def _generate(args: argparse.Namespace) -> None:
     chat = {"messages": [{"role": "user", "content": args.chat}]} if args.chat else {}
     if chat and args.prompt:
         raise ValueError("give --prompt (text to continue) or --chat (a message), not both")
-    prompt = None if chat else args.prompt
+    prompt = "" if chat else args.prompt
     pieces = stream_text(model, prompt, args.max_new_tokens, seed=args.seed, **chat, **sampling)
     first = next(pieces, "")  # bad input fails here, before anything is printed
-    sys.stdout.write((prompt or "") + first)
+    sys.stdout.write(prompt + first)
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()

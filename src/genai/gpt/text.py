@@ -47,14 +47,9 @@ def _new_tokens(max_new_tokens: int | None, max_length: int | None, prompt_token
     return max_length - prompt_tokens
 
 
-def _prompt_ids(
-    tokenizer: Tokenizer, prompt: str | None, messages: Any
-) -> tuple[list[int], list[int]]:
+def _prompt_ids(tokenizer: Tokenizer, prompt: str, messages: Any) -> tuple[list[int], list[int]]:
     """The prompt's token ids, and the ids that end the reply (a chat's end tokens)."""
     if messages is None:
-        prompt = "" if prompt is None else prompt
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be text (str), got {type(prompt).__name__}")
         return (tokenizer.encode(prompt) if prompt else []), []
     if prompt:
         raise ValueError("give prompt= text or messages= (a chat), not both")
@@ -65,7 +60,7 @@ def _prompt_ids(
 
 def stream_text(
     run_dir_or_model: str | Path | GPT,
-    prompt: str | None = None,
+    prompt: str = "",
     max_new_tokens: int | None = None,
     sampling: SamplingConfig | None = None,
     *,
@@ -83,7 +78,7 @@ def stream_text(
     Arguments as in :func:`generate_text`.
     """
     sampling = sampling_config(sampling, **overrides)
-    if messages is None and prompt is not None and not isinstance(prompt, str):
+    if not isinstance(prompt, str):
         raise TypeError(f"prompt must be text (str), got {type(prompt).__name__}")
     model, tokenizer = _model_and_tokenizer(run_dir_or_model, tokenizer, device)
     model_device = next(model.parameters()).device
@@ -111,7 +106,7 @@ def stream_text(
 
 def generate_text(
     run_dir_or_model: str | Path | GPT,
-    prompt: str | None = None,
+    prompt: str = "",
     max_new_tokens: int | None = None,
     sampling: SamplingConfig | None = None,
     *,
@@ -128,7 +123,7 @@ def generate_text(
 
     Args:
         run_dir_or_model: a run directory (loaded with :func:`genai.load`) or a :class:`GPT`.
-        prompt: the text to continue ("" or None starts from token 0).
+        prompt: the text to continue ("" starts from token 0).
         messages: instead of ``prompt``, a chat: ``[{"role": "user", "content": "..."}]``,
             rendered with the tokenizer's chat template (:mod:`genai.gpt.chat`; a tokenizer
             without one is an error); the reply ends at the template's end token.
@@ -161,4 +156,4 @@ def generate_text(
         max_length=max_length,
     )
     reply = "".join(pieces)
-    return reply if messages is not None else (prompt or "") + reply
+    return reply if messages is not None else prompt + reply
