@@ -291,12 +291,17 @@ def test_the_reply_stops_at_the_end_token(chat_model):
         tok.special_tokens["eos_token"] = "<|im_end|>"
 
 
-def test_a_saved_chat_model_keeps_its_template(chat_model, tmp_path):
+def test_a_saved_chat_model_keeps_its_template(chat_model, tmp_path, capsys):
     chat_model.save_pretrained(tmp_path / "saved")
     back = genai.load(tmp_path / "saved", device="cpu")
     assert back.tokenizer.chat_template == CHATML
     a = generate_text(back, messages=MESSAGES, max_new_tokens=8, temperature=0)
     assert a == generate_text(chat_model, messages=MESSAGES, max_new_tokens=8, temperature=0)
+    one = [{"role": "user", "content": "中国?"}]
+    reply = generate_text(back, messages=one, max_new_tokens=8, temperature=0)
+    argv = ["generate", str(tmp_path / "saved"), "--chat", "中国?", "--max-new-tokens", "8"]
+    assert main([*argv, "--temperature", "0", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == reply + "\n"
 
 
 def test_chat_errors_are_one_line(folders, chat_model):
