@@ -224,6 +224,9 @@ def test_init_errors_name_the_problem(folders, finetuned, tmp_path, capsys):
     assert "neither a Hugging Face model" in _error(
         [*base, "--init", str(tmp_path / "empty")], capsys
     )
+    hf_model("llama").save_pretrained(tmp_path / "bare")  # no tokenizer files
+    capsys.readouterr()
+    assert "the model has no tokenizer" in _error([*base, "--init", str(tmp_path / "bare")], capsys)
     err = _error(
         [*base, "--init", str(tmp_path / "x"), "--resume", str(finetuned["llama"])], capsys
     )

@@ -25,6 +25,10 @@ from genai.gpt.model import GPT, GPTConfig
 
 # Model settings that may differ from the init's: they change no weight.
 CHANGEABLE = ("dropout",)
+NO_TOKENIZER = (
+    "the model has no tokenizer (tokenizer.json, or vocab.json and merges.txt); fine-tuning "
+    "needs the model's own tokenizer"
+)
 
 
 def download_model(name: str) -> Path:
@@ -121,12 +125,16 @@ def _config_of(path: Path, source: str) -> dict[str, Any]:
         record = read_config(path)
         if record["kind"] != GPT.kind:
             raise ValueError(f"--init {source} holds a {record['kind']!r} run, not a 'gpt' one")
+        if record.get("tokenizer") is None:
+            raise ValueError(f"--init {source}: {NO_TOKENIZER}")
         return record["model_config"]
     if not (path / "config.json").is_file():
         raise ValueError(
             f"--init {source}: {str(path)!r} holds neither a Hugging Face model (config.json, "
             "safetensors weights) nor a genai run"
         )
+    if not (path / "tokenizer.json").is_file() and not (path / "vocab.json").is_file():
+        raise ValueError(f"--init {source}: {NO_TOKENIZER}")
     from transformers import AutoConfig
 
     fields = hf.config_fields(AutoConfig.from_pretrained(path, local_files_only=True))
@@ -158,10 +166,7 @@ def load_init(
     check_fields(_config_of(path, str(source)), fields or {}, str(source))  # before the weights
     model = GPT.from_pretrained(path, "cpu") if is_run_dir(path) else GPT.from_huggingface(path)
     if getattr(model, "tokenizer", None) is None:
-        raise ValueError(
-            f"--init {source}: the model has no tokenizer (tokenizer.json, or vocab.json and "
-            "merges.txt); fine-tuning needs the model's own tokenizer"
-        )
+        raise ValueError(f"--init {source}: {NO_TOKENIZER}")
     if repo is not None:
         model.init_from["repo_id"] = repo
     model = apply_fields(model, fields or {}, str(source))
