@@ -106,9 +106,28 @@ def _pick(args: argparse.Namespace, cls: type) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and k != "resume"}
 
 
+def _init(args: argparse.Namespace) -> str | None:
+    """Where a new run starts from: ``--init DIR_OR_RUN``, or ``--download NAME`` (a Hub model)."""
+    init, download = getattr(args, "init", None), getattr(args, "download", None)
+    if isinstance(download, str):  # --download NAME: fetch that model, then as --init
+        if init is not None:
+            raise ValueError(f"give --init {init} or --download {download}, not both")
+        if getattr(args, "init", False) is False:  # the kind has no --init
+            raise ValueError(f"--download {download}: a {args.kind!r} run has no --init")
+        init = download
+    if init is not None and args.resume:
+        raise ValueError("--init cannot be given with --resume (the run records where it started)")
+    if init is not None and getattr(args, "recipe", None) is not None:
+        raise ValueError(
+            "--recipe cannot be given with --init (the model's settings are the init's)"
+        )
+    return init
+
+
 def _train(args: argparse.Namespace) -> None:
     kind = KINDS[args.kind]
     model_fields, train_fields = _pick(args, kind.config), _pick(args, kind.train_config)
+    init = _init(args)
     recipe = getattr(args, "recipe", None)
     if recipe is not None:
         if args.resume:
@@ -125,7 +144,7 @@ def _train(args: argparse.Namespace) -> None:
         run.check_model_fields(model_fields, _flag)
         summary = run.resume(data=request, **train_fields)
     else:
-        summary = start(kind, model_fields, train_fields, request)
+        summary = start(kind, model_fields, train_fields, request, init=init)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         print(json.dumps(summary))
 
@@ -215,9 +234,13 @@ def _eval(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     model = _open(args.run_dir, args.device, "text", "generate")
     sampling = _pick(args, SamplingConfig)
-    pieces = stream_text(model, args.prompt, args.max_new_tokens, seed=args.seed, **sampling)
+    chat = {"messages": [{"role": "user", "content": args.chat}]} if args.chat else {}
+    if chat and args.prompt:
+        raise ValueError("give --prompt (text to continue) or --chat (a message), not both")
+    prompt = "" if chat else args.prompt
+    pieces = stream_text(model, prompt, args.max_new_tokens, seed=args.seed, **chat, **sampling)
     first = next(pieces, "")  # bad input fails here, before anything is printed
-    sys.stdout.write(args.prompt + first)
+    sys.stdout.write(prompt + first)
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -256,6 +279,15 @@ def _train_parser(sub) -> None:
         p.add_argument(
             "--resume", metavar="RUN_DIR", type=nonempty, default=None, help="continue the run"
         )
+        if kind.init is not None:
+            p.add_argument(
+                "--init",
+                metavar="DIR_OR_RUN",
+                type=nonempty,
+                default=None,
+                help="start from pretrained weights: a Hugging Face model folder, a genai run or "
+                "save_pretrained folder (its settings and tokenizer; --block-size may shrink)",
+            )
         _add_dataclass_flags(p, kind.config, "model")
         _add_dataclass_flags(p, kind.train_config, "training")
 
@@ -293,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="stream text from a trained language model")
     gen.add_argument("run_dir")
     gen.add_argument("--prompt", default="")
+    gen.add_argument(
+        "--chat",
+        metavar="MESSAGE",
+        default=None,
+        help="a chat model's reply to this user message (the tokenizer's chat template)",
+    )
     gen.add_argument("--max-new-tokens", type=int, default=300)
     _add_dataclass_flags(gen, SamplingConfig, "sampling")
     gen.add_argument("--seed", type=int, default=0)

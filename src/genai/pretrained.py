@@ -55,6 +55,9 @@ def read_model(path: str | Path, model_cls: type[nn.Module], config: dict) -> nn
     except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{path}: invalid model config in {CONFIG} ({e})") from e
     checkpoint.load_weights(path, model, config)
+    model.init_from = {"source": str(Path(path).resolve()), "kind": "genai", "step": config["step"]}
+    if isinstance(config.get("init"), dict):  # where that run started, in turn
+        model.init_from["init"] = config["init"]
     if config.get("tokenizer") is not None:
         try:
             model.tokenizer = tokenizer_from_dict(config["tokenizer"])

@@ -159,6 +159,8 @@ class Run:
         inputs = self.inputs(data, self.kind.eval_during_training, config.progress)
         torch.manual_seed(config.seed)  # as a new run: the weights come from the checkpoint
         model = build(self.kind.model, self.record["model_config"])
+        if self.record.get("init") is not None:  # where the run started stays recorded
+            model.init_from = self.record["init"]
         return self.kind.train(model, config=config, callbacks=callbacks, **inputs.train_kwargs)
 
     def evaluate(
@@ -191,17 +193,37 @@ def start(
     train_fields: dict[str, Any],
     data: Any = None,
     callbacks: Sequence[Callable] = (),
+    init: str | Path | None = None,
 ) -> dict:
     """Train a new run of ``kind``: the model from ``model_fields`` and what the data fixes
-    (its image shape, its vocabulary), seeded by the run, on the data ``data`` requests."""
+    (its image shape, its vocabulary), seeded by the run, on the data ``data`` requests.
+
+    With ``init`` (``--init``) the run starts from pretrained weights instead: a genai run or
+    saved folder, or what the kind's ``init`` hook reads (a GPT: a Hugging Face folder, or with
+    ``download`` in the data request a Hub model's name). The model's settings are the init's
+    (``model_fields`` may change only those the hook allows), its data uses what the model
+    fixes (a GPT's tokenizer), and ``config.json`` records the init as ``"init"``.
+    """
     config = kind.train_config(**_length(train_fields))
-    kind.config(**{k: v for k, v in model_fields.items() if k != "channels"})  # checked first
-    inputs = kind.data.load(_as_request(data), None, kind.eval_during_training, config.progress)
+    request = _as_request(data)
+    if init is None:
+        kind.config(**{k: v for k, v in model_fields.items() if k != "channels"})  # checked first
+    else:
+        if kind.init is None:
+            raise ValueError(f"a {kind.name!r} run cannot start from an init (--init)")
+        if init == "":
+            raise ValueError("init must name a folder (or a Hub model), got an empty string")
+        model = kind.init(str(init), model_fields, bool(request.get("download", False)))
+        request["init"] = model
+    inputs = kind.data.load(request, None, kind.eval_during_training, config.progress)
     if inputs.missing_test and kind.eval_during_training:
         log.warning("no test split, training without evaluation: %s", inputs.missing_test)
-    fields = {**model_fields, **inputs.model_fields(model_fields)}
-    torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
-    model = build(kind.model, fields)
+    if init is None:
+        fields = {**model_fields, **inputs.model_fields(model_fields)}
+        torch.manual_seed(config.seed)  # the model's initialization is part of the seeded run
+        model = build(kind.model, fields)
+    else:
+        inputs.model_fields(dataclasses.asdict(model.config))  # the data fits the model
     return kind.train(model, config=config, callbacks=callbacks, **inputs.train_kwargs)
 
 

@@ -65,9 +65,14 @@ def config_dict(
     train_config: Any = None,
     extra: dict | None = None,
 ) -> dict:
-    """The ``config.json`` of a checkpoint of ``model`` at ``step``."""
+    """The ``config.json`` of a checkpoint of ``model`` at ``step``.
+
+    A model that started from pretrained weights carries ``model.init_from`` (where they came
+    from: ``{"source": ..., "kind": "huggingface" | "genai", ...}``), recorded as ``"init"``.
+    """
     if train_config is not None and not isinstance(train_config, dict):
         train_config = asdict(train_config)
+    init = getattr(model, "init_from", None)
     return {
         "format": FORMAT,
         "genai_version": __version__,
@@ -75,6 +80,7 @@ def config_dict(
         "step": step,
         "model_config": asdict(model.config),
         "train_config": train_config,
+        **({"init": init} if init is not None else {}),
         **(extra or {}),
     }
 

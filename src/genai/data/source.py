@@ -37,6 +37,11 @@ def nonempty(value: str) -> str:
     return value
 
 
+def _named(value: Any) -> bool:
+    """Whether a ``--download [NAME]`` value names something (a Hub model)."""
+    return isinstance(value, str)
+
+
 def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
     """``{request key: value}`` of the flags (``names``: request key -> args attribute) given."""
     values = {key: getattr(args, attr, None) for key, attr in names.items()}
@@ -171,20 +176,32 @@ class TextSource:
             "--root", type=nonempty, default=None, help="local path of the named corpus"
         )
         parser.add_argument(
-            "--download", action="store_true", default=False, help="allow downloading the corpus"
+            "--download",
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="HUB_MODEL",
+            help="allow downloading the corpus; with a name (Qwen/Qwen2.5-0.5B), fetch that "
+            "Hugging Face Hub model into the Hugging Face cache and start from it (as --init)",
         )
         parser.add_argument(
             "--tokenizer",
             choices=TOKENIZERS,
             default=None,
-            help="(default: char; a run keeps its own)",
+            help="(default: char; a run keeps its own; --init uses the model's)",
         )
         parser.add_argument(
             "--bpe-vocab", type=int, default=1024, help="vocabulary size of a trained BPE tokenizer"
         )
 
     def request(self, args: argparse.Namespace) -> dict[str, Any]:
-        request = _given(args, {"root": "root", "download": "download", "tokenizer": "tokenizer"})
+        request = _given(args, {"root": "root", "tokenizer": "tokenizer"})
+        if getattr(args, "download", False):  # --download, or --download NAME (a model: --init)
+            request["download"] = True
+        if "tokenizer" in request and (
+            getattr(args, "init", None) or _named(getattr(args, "download", None))
+        ):
+            raise ValueError("--tokenizer cannot be given with --init: the model keeps its own")
         source = getattr(args, "text", None) or getattr(args, "corpus", None)
         if source is not None:
             request["source"] = source
@@ -199,6 +216,9 @@ class TextSource:
     ) -> TextInputs:
         if saved is not None:  # the run's own text and tokenizer unless told otherwise
             source, root, tokenizer = self._recorded(request, saved)
+        elif "init" in request:  # a pretrained model: its own tokenizer
+            source, root = request.get("source") or "python-stdlib", request.get("root")
+            tokenizer = self._init_tokenizer(request)
         else:
             source, root, tokenizer = (
                 request.get("source") or "python-stdlib",
@@ -216,6 +236,15 @@ class TextSource:
             kind = request.get("tokenizer") or "char"
             tokenizer = build_tokenizer(kind, text, request.get("bpe_vocab", 1024))
         return TextInputs(text, tokenizer, record)
+
+    @staticmethod
+    def _init_tokenizer(request: dict[str, Any]) -> Tokenizer:
+        if request.get("tokenizer") is not None:
+            raise ValueError("--tokenizer cannot be given with --init: the model keeps its own")
+        tokenizer = getattr(request["init"], "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("the init model has no tokenizer; fine-tuning needs its own")
+        return tokenizer
 
     @staticmethod
     def _recorded(request: dict[str, Any], saved: dict) -> tuple[str, Any, Tokenizer]:

@@ -9,6 +9,7 @@ text) and :class:`BPETokenizer` (byte-level BPE trained locally with Hugging Fac
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import sysconfig
 import urllib.request
@@ -99,10 +100,18 @@ class BPETokenizer:
 
     Args:
         tokenizer: a ``tokenizers.Tokenizer``.
+        chat_template: a chat model's Jinja template (``tokenizer_config.json``'s
+            ``chat_template``), rendered by :func:`genai.gpt.chat.render_chat`; None for none.
+        special_tokens: the named special tokens of ``tokenizer_config.json`` the template uses
+            (``{"eos_token": "<|im_end|>", "bos_token": ...}``).
     """
 
-    def __init__(self, tokenizer):
+    def __init__(
+        self, tokenizer, chat_template: str | None = None, special_tokens: dict | None = None
+    ):
         self.tokenizer = tokenizer
+        self.chat_template = chat_template
+        self.special_tokens = dict(special_tokens or {})
 
     @classmethod
     def train(cls, text: str, vocab_size: int = 1024) -> BPETokenizer:
@@ -136,8 +145,9 @@ class BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
         folder = Path(folder)
+        template, special = _chat_config(folder)
         if (folder / "tokenizer.json").is_file():
-            return cls.from_file(folder / "tokenizer.json")
+            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), template, special)
         vocab, merges = folder / "vocab.json", folder / "merges.txt"
         if not (vocab.is_file() and merges.is_file()):
             return None
@@ -146,7 +156,7 @@ class BPETokenizer:
         tok.decoder = decoders.ByteLevel()
         if GPT2_EOT in tok.get_vocab():  # one token, as in GPT-2's tokenizer.json
             tok.add_special_tokens([GPT2_EOT])
-        return cls(tok)
+        return cls(tok, template, special)
 
     @property
     def vocab_size(self) -> int:
@@ -159,7 +169,32 @@ class BPETokenizer:
         return self.tokenizer.decode(list(ids))
 
     def to_dict(self) -> dict:
-        return {"type": "bpe", "json": self.tokenizer.to_str()}
+        d = {"type": "bpe", "json": self.tokenizer.to_str()}
+        if self.chat_template is not None:
+            d["chat_template"] = self.chat_template
+        if self.special_tokens:
+            d["special_tokens"] = self.special_tokens
+        return d
+
+
+def _chat_config(folder: Path) -> tuple[str | None, dict[str, str]]:
+    """A Hugging Face folder's chat template and named special tokens (``tokenizer_config.json``,
+    ``chat_template.jinja``), or ``(None, {})``."""
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: the default one
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if (folder / "chat_template.jinja").is_file():  # newer transformers save it apart
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    special = {}
+    for name in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        value = config.get(name)
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str):
+            special[name] = value
+    return (template if isinstance(template, str) else None), special
 
 
 Tokenizer = CharTokenizer | ByteTokenizer | BPETokenizer
@@ -182,7 +217,8 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         try:
-            return BPETokenizer(HFTokenizer.from_str(d["json"]))
+            tok = HFTokenizer.from_str(d["json"])
+            return BPETokenizer(tok, d.get("chat_template"), d.get("special_tokens"))
         except Exception as e:  # the tokenizers library raises a bare Exception for bad JSON
             raise ValueError(f"not a BPE tokenizer's JSON ({e})") from e
     raise ValueError(f"unknown tokenizer type {kind!r}: expected one of {', '.join(TOKENIZERS)}")

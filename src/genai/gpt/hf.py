@@ -91,8 +91,9 @@ def _gpt2_fields(c: Any) -> dict[str, Any]:
 def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
     """A ``cls`` (the GPT class) with the weights of a ``transformers`` GPT-2, Llama or Qwen2
     causal LM (or a local folder of one); see ``GPT.from_huggingface``."""
-    tokenizer = None
+    tokenizer, source = None, None
     if isinstance(model_or_dir, (str, Path)):
+        source = str(Path(model_or_dir).resolve())
         model_or_dir, tokenizer = _load_folder(Path(model_or_dir))
     hf = model_or_dir
     model = cls(config_fields(hf.config))
@@ -105,6 +106,11 @@ def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
             tensor = hf_state[name]
             state[name] = tensor.t() if name.endswith(_HF_CONV1D) else tensor
     model.load_state_dict(state)
+    model.init_from = {
+        "source": source or getattr(hf.config, "name_or_path", None) or None,
+        "kind": "huggingface",
+        "model_type": hf.config.model_type,
+    }
     if tokenizer is not None:
         model.tokenizer = tokenizer
     return model.to(next(hf.parameters()).device).eval()

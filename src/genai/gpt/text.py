@@ -10,6 +10,7 @@ import torch
 
 from genai.core.device import seeded_generator
 from genai.data.text import Tokenizer, decode_stream
+from genai.gpt import chat
 from genai.gpt.model import GPT
 from genai.gpt.sampling import SamplingConfig, sampling_config
 
@@ -46,12 +47,24 @@ def _new_tokens(max_new_tokens: int | None, max_length: int | None, prompt_token
     return max_length - prompt_tokens
 
 
+def _prompt_ids(tokenizer: Tokenizer, prompt: str, messages: Any) -> tuple[list[int], list[int]]:
+    """The prompt's token ids, and the ids that end the reply (a chat's end tokens)."""
+    if messages is None:
+        return (tokenizer.encode(prompt) if prompt else []), []
+    if prompt:
+        raise ValueError("give prompt= text or messages= (a chat), not both")
+    return chat.encode_chat(tokenizer, chat.render_chat(tokenizer, messages)), chat.stop_ids(
+        tokenizer
+    )
+
+
 def stream_text(
     run_dir_or_model: str | Path | GPT,
-    prompt: str,
+    prompt: str = "",
     max_new_tokens: int | None = None,
     sampling: SamplingConfig | None = None,
     *,
+    messages: list[dict[str, str]] | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     tokenizer: Tokenizer | None = None,
@@ -59,7 +72,8 @@ def stream_text(
     max_length: int | None = None,
     **overrides: Any,
 ) -> Iterator[str]:
-    """Yield the continuation of ``prompt`` piece by piece as it is generated.
+    """Yield the continuation of ``prompt`` (or the reply to ``messages``) piece by piece as it
+    is generated.
 
     Arguments as in :func:`generate_text`.
     """
@@ -68,7 +82,7 @@ def stream_text(
         raise TypeError(f"prompt must be text (str), got {type(prompt).__name__}")
     model, tokenizer = _model_and_tokenizer(run_dir_or_model, tokenizer, device)
     model_device = next(model.parameters()).device
-    ids = tokenizer.encode(prompt) if prompt else []
+    ids, stop = _prompt_ids(tokenizer, prompt, messages)
     max_new_tokens = _new_tokens(max_new_tokens, max_length, len(ids))
     idx = torch.tensor([ids or [0]], dtype=torch.long, device=model_device)  # (1, T)
     generator = seeded_generator(generator, seed, model_device)
@@ -82,18 +96,21 @@ def stream_text(
             generator=generator,
             vocab_limit=tokenizer.vocab_size,  # a larger model vocabulary: ids it cannot decode
             tokenizer=tokenizer,  # a byte tokenizer: valid UTF-8 only (sampling.valid_utf8)
+            stop=stop,  # a chat's end tokens: the reply ends there, without them
         )
-        yield from decode_stream(tokenizer, (int(t[0]) for t in tokens))
+        ids = (int(t[0]) for t in tokens)
+        yield from decode_stream(tokenizer, (i for i in ids if i not in stop))
     finally:
         model.train(was_training)
 
 
 def generate_text(
     run_dir_or_model: str | Path | GPT,
-    prompt: str,
+    prompt: str = "",
     max_new_tokens: int | None = None,
     sampling: SamplingConfig | None = None,
     *,
+    messages: list[dict[str, str]] | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     tokenizer: Tokenizer | None = None,
@@ -101,11 +118,15 @@ def generate_text(
     max_length: int | None = None,
     **overrides: Any,
 ) -> str:
-    """The prompt followed by ``max_new_tokens`` sampled tokens, as text.
+    """The prompt followed by ``max_new_tokens`` sampled tokens, as text; for ``messages``,
+    the reply alone.
 
     Args:
         run_dir_or_model: a run directory (loaded with :func:`genai.load`) or a :class:`GPT`.
         prompt: the text to continue ("" starts from token 0).
+        messages: instead of ``prompt``, a chat: ``[{"role": "user", "content": "..."}]``,
+            rendered with the tokenizer's chat template (:mod:`genai.gpt.chat`; a tokenizer
+            without one is an error); the reply ends at the template's end token.
         max_new_tokens: tokens to generate, >= 0 (100 when neither it nor ``max_length`` is
             given).
         sampling: how tokens are drawn (default :data:`SAMPLING`: temperature 0.8, top-p 0.95).
@@ -127,10 +148,12 @@ def generate_text(
         prompt,
         max_new_tokens,
         sampling_config(sampling, **overrides),
+        messages=messages,
         seed=seed,
         generator=generator,
         tokenizer=tokenizer,
         device=device,
         max_length=max_length,
     )
-    return prompt + "".join(pieces)
+    reply = "".join(pieces)
+    return reply if messages is not None else prompt + reply

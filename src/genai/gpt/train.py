@@ -191,7 +191,12 @@ class GPTTask:
 
     def checkpoint_extra(self) -> dict:
         data = self.source if isinstance(self.source, dict) else {"source": self.source}
-        return {"tokenizer": self.tokenizer.to_dict(), "data": data}
+        init = getattr(self.model, "init_from", None)  # a fine-tuned run's start (also sharded)
+        return {
+            "tokenizer": self.tokenizer.to_dict(),
+            "data": data,
+            **({"init": init} if init else {}),
+        }
 
 
 def train_gpt(

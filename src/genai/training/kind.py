@@ -54,6 +54,12 @@ class ModelKind:
         recipes: named starting points, ``name -> {"model": fields, "train": fields}``.
         sample_options: a config class whose fields are ``genai sample``'s extra flags for this
             kind, passed to ``model.sample`` (a diffusion model's ``--steps``), or None.
+        init: ``init(source, fields, download) -> model``: the pretrained model a new run
+            starts from (``genai train KIND --init``: a genai run, or another library's folder
+            such as a GPT's Hugging Face model), with the model settings ``fields`` given
+            applied or refused, carrying ``init_from`` (what ``config.json`` records) and what
+            its data must use (a language model's ``tokenizer``); None: the kind has no
+            ``--init``.
     """
 
     model: type
@@ -65,6 +71,7 @@ class ModelKind:
     eval_during_training: bool = True
     recipes: Mapping[str, dict[str, dict]] = field(default_factory=dict)
     sample_options: type | None = None
+    init: Callable[..., Any] | None = None
 
     @property
     def name(self) -> str:
