@@ -149,6 +149,7 @@ def test_tied_embeddings_stay_tied_through_lora_merge_save_load_and_export(tmp_p
 
     def check(record: dict) -> None:  # every step (log_every=1), while the adapters train
         assert tied(model) and model.lm_head.weight.dtype == lora._DTYPES[weights_dtype]
+        assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
         if record["split"] == "train":
             steps.append(record["step"])
 

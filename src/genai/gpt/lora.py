@@ -89,7 +89,8 @@ def has_adapters(model: nn.Module) -> bool:
 
 def add(model: nn.Module, lora: dict) -> nn.Module:
     """Add LoRA adapters of ``lora`` (:func:`settings`) to ``model`` in place and freeze every
-    other weight (peft's ``inject_adapter_in_model``); ``model.lora`` records them."""
+    other weight (peft's ``inject_adapter_in_model``); the adapters are fp32 whatever the
+    base's dtype, and ``model.lora`` records them."""
     peft = _peft()
     if has_adapters(model):
         raise ValueError("the model has LoRA adapters already: merge them first (lora.merge)")
@@ -102,6 +103,10 @@ def add(model: nn.Module, lora: dict) -> nn.Module:
     )
     peft.inject_adapter_in_model(config, model)
     model.__dict__.pop("peft_config", None)  # peft's note of its config: ours is model.lora
+    with torch.no_grad():  # peft gives the adapters the base's dtype: they train in fp32
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
     model.lora = {k: lora[k] for k in _KEYS}
     return model
 
