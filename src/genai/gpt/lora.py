@@ -43,10 +43,8 @@ _KEYS = ("rank", "alpha", "dropout", "targets", "merge")
 def _peft() -> Any:
     try:
         import peft
-    except ImportError:
-        raise ImportError(
-            "LoRA needs peft: pip install 'genai[lora]' (or pip install peft)"
-        ) from None
+    except ImportError as e:
+        raise ValueError("lora_rank > 0 needs the peft package: pip install 'genai[lora]'") from e
     return peft
 
 
