@@ -54,7 +54,7 @@ def read_model(path: str | Path, model_cls: type[nn.Module], config: dict) -> nn
         model = build(model_cls, config["model_config"])
     except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{path}: invalid model config in {CONFIG} ({e})") from e
-    checkpoint.load_weights(path, model, config)
+    model._load_weights(path, config)
     model.init_from = {"source": str(Path(path).resolve()), "kind": "genai", "step": config["step"]}
     if isinstance(config.get("init"), dict):  # where that run started, in turn
         model.init_from["init"] = config["init"]
@@ -96,10 +96,17 @@ class Pretrained:
             raise FileExistsError(f"{str(path)!r} holds files genai did not write")
         tokenizer = getattr(self, "tokenizer", None)
         extra = {"tokenizer": tokenizer.to_dict()} if tokenizer is not None else {}
+        if getattr(self, "lora", None) is not None:  # adapters kept separate (genai.gpt.lora)
+            extra["lora"] = self.lora
         path.mkdir(parents=True, exist_ok=True)
         with checkpoint.run_lock(path):
             checkpoint.save_checkpoint(path, self, self.kind, step=0, extra=extra)
         return path
+
+    def _load_weights(self, path: str | Path, config: dict) -> None:
+        """Read the weights of checkpoint folder ``path`` (``config.json``: ``config``) into the
+        model; a class may add to it (the GPT's LoRA adapters)."""
+        checkpoint.load_weights(path, self, config)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto"):

@@ -17,10 +17,33 @@ from torch import nn
 
 from genai.core.checkpoint import is_run_dir
 from genai.data.text import BPETokenizer
-from genai.gpt import hf_llama
+from genai.gpt import hf_llama, lora
 
 # The Linear layers Hugging Face stores as Conv1D, i.e. with the weight transposed to (in, out).
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+# GPT-2's value of every layout option; a model that differs cannot be exported to Hugging Face.
+_GPT2_LAYOUT = {
+    "pos_emb": "learned",
+    "norm": "layernorm",
+    "qk_norm": False,
+    "mlp": "gelu",
+    "logit_softcap": 0.0,
+}
+
+
+def non_gpt2_options(config: Any) -> list[str]:
+    """The options of a ``GPTConfig`` set away from GPT-2's values, as ``name=value`` strings."""
+    options = [
+        f"{name}={getattr(config, name)!r}"
+        for name, value in _GPT2_LAYOUT.items()
+        if getattr(config, name) != value
+    ]
+    defaults = {"n_kv_head": config.n_head, "norm_eps": 1e-5, "mlp_hidden": 4 * config.n_embd}
+    for name, value in defaults.items():
+        if getattr(config, name) not in (None, value):
+            options.append(f"{name}={getattr(config, name)!r}")
+    return options
 
 
 def _model_class(model_type: str) -> Any:
@@ -119,8 +142,13 @@ def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
 def to_huggingface(model: nn.Module) -> Any:
     """``model`` (a GPT) as a ``transformers`` GPT-2, Llama or Qwen2 model (whichever holds its
     layout); see ``GPT.to_huggingface``."""
+    if lora.has_adapters(model):
+        raise ValueError(
+            "to_huggingface exports a plain model and this GPT has LoRA adapters: merge them "
+            "first (genai.gpt.lora.merge(model))"
+        )
     c = model.config
-    gpt2, llama = c.non_gpt2_options(), hf_llama.non_llama_options(c)
+    gpt2, llama = non_gpt2_options(c), hf_llama.non_llama_options(c)
     if not gpt2:
         return _to_gpt2(model)
     if llama:

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from genai.core.fields import Config, check_fields, coerce_config, field
-from genai.gpt import decoding, hf, recipes
+from genai.gpt import decoding, hf, lora, recipes
 from genai.gpt.decoding import KVCache
 from genai.gpt.sampling import SamplingConfig
 from genai.pretrained import Pretrained
@@ -33,15 +34,6 @@ from genai.pretrained import Pretrained
 POS_EMBS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "relu2", "swiglu")
-
-# GPT-2's value of every layout option; a model that differs cannot be exported to Hugging Face.
-_GPT2_LAYOUT = {
-    "pos_emb": "learned",
-    "norm": "layernorm",
-    "qk_norm": False,
-    "mlp": "gelu",
-    "logit_softcap": 0.0,
-}
 
 
 @dataclass
@@ -136,16 +128,7 @@ class GPTConfig(Config):
 
     def non_gpt2_options(self) -> list[str]:
         """The layout options set away from GPT-2's values, as ``name=value`` strings."""
-        options = [
-            f"{name}={getattr(self, name)!r}"
-            for name, value in _GPT2_LAYOUT.items()
-            if getattr(self, name) != value
-        ]
-        defaults = {"n_kv_head": self.n_head, "norm_eps": 1e-5, "mlp_hidden": 4 * self.n_embd}
-        for name, value in defaults.items():
-            if getattr(self, name) not in (None, value):
-                options.append(f"{name}={getattr(self, name)!r}")
-        return options
+        return hf.non_gpt2_options(self)
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
@@ -308,6 +291,7 @@ class GPT(nn.Module, Pretrained):
 
     kind = "gpt"
     config_class = GPTConfig
+    grad_checkpoint = False  # recompute each block in backward (GPTTrainConfig.grad_checkpoint)
 
     def __init__(self, config: GPTConfig | dict | None = None):
         super().__init__()
@@ -335,6 +319,9 @@ class GPT(nn.Module, Pretrained):
                     nn.init.normal_(p, mean=0.0, std=std)
         if config.zero_init and not config.tie_weights:
             nn.init.zeros_(self.lm_head.weight)
+
+    def _load_weights(self, path: Any, config: dict) -> None:  # and LoRA adapters: gpt/lora.py
+        lora.load_weights(self, path, config, super()._load_weights)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -368,7 +355,10 @@ class GPT(nn.Module, Pretrained):
             x = x + self.transformer.wpe(pos)
         x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer, pos)
+            if self.grad_checkpoint and cache is None and torch.is_grad_enabled():
+                x = checkpoint(block, x, None, layer, pos, use_reentrant=False)
+            else:
+                x = block(x, cache, layer, pos)
         if cache is not None:
             cache.advance(T)
         return self.transformer.ln_f(x)  # (B, T, C)

@@ -12,7 +12,7 @@ import torch
 from genai.core.fields import check_model, coerce_config, field
 from genai.core.files import atomic_write
 from genai.data.text import TokenBatches, Tokenizer, split_tokens
-from genai.gpt import recipes
+from genai.gpt import lora, recipes
 from genai.gpt.evaluate import evaluate_lm
 from genai.gpt.model import GPT
 from genai.gpt.sampling import SAMPLING, SamplingConfig, sampling_config
@@ -43,6 +43,19 @@ class GPTTrainConfig(TrainConfig):
         sample_prompt: the sample's prompt ("" starts from token 0).
         sample_temperature: the sample's temperature; the rest of its :attr:`sampling` is
             :data:`genai.gpt.sampling.SAMPLING`'s (top-p 0.95).
+        lora_rank: the rank of LoRA adapters (:mod:`genai.gpt.lora`); 0 trains every weight
+            (full fine-tuning). Above 0 only the adapters train (with AdamW).
+        lora_alpha: the adapters' scale is ``lora_alpha / lora_rank``.
+        lora_dropout: dropout on the adapters' input, in [0, 1).
+        lora_targets: the Linear layers of every block that get an adapter, among
+            ``attn.c_attn`` (q, k, v), ``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj``.
+        lora_merge: the run gives back the adapters merged into a plain GPT (``genai.load``,
+            and the model ``train_gpt`` trained); False: the GPT with its adapters. The run
+            directory holds them apart either way (resume is exact).
+        grad_checkpoint: recompute each block's activations in the backward pass (activation
+            checkpointing): less memory, about one more forward pass of time, same gradients.
+        weights_dtype: "bf16" stores the frozen weights in bf16 (needs ``lora_rank > 0``); the
+            adapters and their optimizer state stay fp32.
     """
 
     out_dir: str = "runs/gpt"
@@ -66,6 +79,13 @@ class GPTTrainConfig(TrainConfig):
     sample_tokens: int = field(200, ge=0)
     sample_prompt: str = ""
     sample_temperature: float = field(SAMPLING.temperature, ge=0)
+    lora_rank: int = field(0, ge=0, rule=">= 0 (0 = full fine-tuning)")
+    lora_alpha: float = field(16.0, gt=0)
+    lora_dropout: float = field(0.0, ge=0, lt=1)
+    lora_targets: tuple[str, ...] = field(lora.ATTENTION, choices=lora.TARGETS, nonempty=True)
+    lora_merge: bool = True
+    grad_checkpoint: bool = False
+    weights_dtype: str = field("fp32", choices=lora.WEIGHTS_DTYPES)
 
     default_max_steps: ClassVar[int] = 5000
     fixed_on_resume: ClassVar[tuple[str, ...]] = (
@@ -74,6 +94,10 @@ class GPTTrainConfig(TrainConfig):
         "grad_accum",
         "val_fraction",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        lora.check_config(self)
 
     @classmethod
     def recipe(cls, name: str, **overrides: Any) -> GPTTrainConfig:
@@ -127,6 +151,7 @@ class GPTTask:
     def setup(self, device: torch.device) -> TokenBatches:
         c = self.config
         self.device = device
+        lora.prepare(self.model, c, device)  # adapters, frozen weights' dtype, checkpointing
         self.model.to(device)
         self.forward = maybe_compile(self.model, c)
         self.val_tokens = self.val_tokens.to(device)
@@ -196,6 +221,7 @@ class GPTTask:
             "tokenizer": self.tokenizer.to_dict(),
             "data": data,
             **({"init": init} if init else {}),
+            **lora.record(self.model),
         }
 
 
@@ -210,8 +236,11 @@ def train_gpt(
     """Train ``model`` on ``text`` (a string, or its ``(N,)`` token ids) in place.
 
     Writes the run directory ``config.out_dir`` (with the tokenizer, so :func:`genai.load` returns
-    a model that can :func:`generate_text`) and returns :func:`fit`'s summary. The model keeps
-    the tokenizer as ``model.tokenizer``. ``config`` may be a dict of :class:`GPTTrainConfig`
+    a model that can :func:`generate_text`) and returns :func:`fit`'s summary with
+    ``trainable_params``, the count of parameters that trained (also in ``config.json``). The
+    model keeps the tokenizer as ``model.tokenizer``; with ``lora_rank > 0`` it comes back as
+    :func:`genai.load` gives the run: merged into a plain GPT, or with its adapters if
+    ``lora_merge=False`` (:mod:`genai.gpt.lora`). ``config`` may be a dict of :class:`GPTTrainConfig`
     fields; ``source`` describes the text for ``config.json`` (a name or path, or a dict such
     as ``{"source": "shakespeare", "root": "data/"}``), so that ``--resume`` reads it again;
     ``callbacks`` are as in :func:`fit`.
@@ -227,7 +256,8 @@ def train_gpt(
             dict is merged into the record.
 
     Raises:
-        ValueError: the tokenizer's vocabulary does not fit the model, or the text is too short.
+        ValueError: the tokenizer's vocabulary does not fit the model, the text is too short, or
+            the model has LoRA adapters (merge them first).
     """
     check_model(model, GPT, "train_gpt")
     config = coerce_config(config, GPTTrainConfig)
@@ -254,5 +284,16 @@ def train_gpt(
         raise TypeError(f"text: expected a str or a tensor of token ids, got {type(text).__name__}")
     if len(tokens) == 0:
         raise ValueError("the training text is empty")
+    if lora.has_adapters(model):
+        raise ValueError(
+            "the model has LoRA adapters: merge them first (genai.gpt.lora.merge(model)), or "
+            "resume their run (resume=True)"
+        )
     model.tokenizer = tokenizer
-    return fit(GPTTask(model, tokens.long(), tokenizer, config, source), config, callbacks)
+    try:
+        summary = fit(GPTTask(model, tokens.long(), tokenizer, config, source), config, callbacks)
+    finally:
+        model.grad_checkpoint = False
+    trainable = lora.trainable_params(model)
+    lora.finish(model, config)  # the model as genai.load gives the run back
+    return {**summary, "trainable_params": trainable}
