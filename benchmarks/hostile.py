@@ -431,9 +431,14 @@ def kill_resume(folder: Path, ctx: Context) -> str | None:
         s = run(genai_cmd(f"sample k --out s{i}.png --n 4", ctx), folder)
         if s.returncode != 0:
             return f"sample after kill {i} failed: exit {s.returncode}: {s.stderr[-400:]}"
-    r = run(
-        genai_cmd(f"train vae --root {ctx.root} --resume k --max-steps 200 --no-progress", ctx),
-        folder,
+    done = json.loads((folder / "k" / "config.json").read_text())["step"] == 200
+    r = (
+        run(  # a run the kills came too late for is complete already: nothing to resume
+            genai_cmd(f"train vae --root {ctx.root} --resume k --max-steps 200 --no-progress", ctx),
+            folder,
+        )
+        if not done
+        else subprocess.CompletedProcess([], 0, "", "")
     )
     if r.returncode != 0:
         return f"final resume failed: exit {r.returncode}: {r.stderr[-400:]}"

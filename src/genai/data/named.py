@@ -108,7 +108,8 @@ def _download(name: str, root: Path, split: str) -> None:
         else:
             datasets.CelebA(str(root), split=split, target_type=[], download=True)
     except Exception as e:  # no network, mirror down: the caller then reports what is missing
-        log.warning("could not download %s into %s (%s)", name, root, " ".join(str(e).split()))
+        # the caller's error says what is missing; the reason is for the log (-v)
+        log.info("could not download %s into %s (%s)", name, root, " ".join(str(e).split()))
 
 
 # ---- MNIST family (IDX files) ---------------------------------------------------------------
