@@ -290,3 +290,18 @@ def take_classes(config: Any, data: ImageDataset, what: str) -> None:
         )
     if names:
         config.class_names = tuple(names)  # saved with the run
+
+
+def class_index(class_names: tuple[str, ...] | None, label: Any) -> int:
+    """The class index of ``label``: an index, or a class name (a string is a name first, else a
+    digit string is an index: with classes named "1", "2", "3", ``"1"`` is class 0)."""
+    if isinstance(label, str):
+        if class_names is not None and label in class_names:
+            return class_names.index(label)
+        if label.strip().lstrip("-").isdigit():
+            return int(label)
+        known = ", ".join(class_names) if class_names else "none recorded"
+        raise ValueError(f"labels: unknown class {label!r}; class names: {known}")
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        raise TypeError(f"labels: a label is an int or a class name, got {type(label).__name__}")
+    return int(label)

@@ -42,6 +42,7 @@ from genai.core.fields import (
     positive_int,
 )
 from genai.core.layout import check_image_shape
+from genai.data.dataset import class_index
 from genai.data.pixels import check_unit_range
 from genai.diffusion import ddpm, flow, repaint
 from genai.diffusion.unet import UNet, check_levels, default_channel_mults
@@ -126,17 +127,8 @@ class DiffusionConfig(Config):
         return self.channel_mults or default_channel_mults(self.image_shape)
 
     def label_index(self, label: int | str) -> int:
-        """A class index from an index or a class name (a name first, then a digit string)."""
-        if isinstance(label, str):
-            if self.class_names is not None and label in self.class_names:
-                return self.class_names.index(label)
-            if label.strip().lstrip("-").isdigit():
-                return int(label)
-            known = ", ".join(self.class_names) if self.class_names else "none recorded"
-            raise ValueError(f"labels: unknown class {label!r}; class names: {known}")
-        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
-            raise TypeError(f"labels: a label is an int or a class name, got {label!r}")
-        return int(label)
+        """A class index from an index or a class name (see :func:`class_index`)."""
+        return class_index(self.class_names, label)
 
 
 def ema_decay_at(decay: float, step: int) -> float:

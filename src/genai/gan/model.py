@@ -45,6 +45,7 @@ from genai.core.fields import (
     positive_int,
 )
 from genai.core.layout import check_image_shape, conv_plan
+from genai.data.dataset import class_index
 from genai.pretrained import Pretrained
 
 ARCHS = ("conv", "mlp")
@@ -100,18 +101,8 @@ class GANConfig(Config):
                 )
 
     def label_index(self, label: int | str) -> int:
-        """A class index from an index or a class name; a string is a name first, else a digit
-        string is an index (with classes named "1", "2", "3", ``"1"`` is class 0)."""
-        if isinstance(label, str):
-            if self.class_names is not None and label in self.class_names:
-                return self.class_names.index(label)
-            if label.strip().lstrip("-").isdigit():
-                return int(label)
-            known = ", ".join(self.class_names) if self.class_names else "none recorded"
-            raise ValueError(f"unknown class {label!r}; class names: {known}")
-        if isinstance(label, bool) or not isinstance(label, int):
-            raise TypeError(f"a label is an int or a class name, got {type(label).__name__}")
-        return label
+        """A class index from an index or a class name (see :func:`class_index`)."""
+        return class_index(self.class_names, label)
 
 
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: str = "non-saturating"):
