@@ -140,6 +140,8 @@ def test_resume_refuses_what_the_cli_refuses(tmp_path, idx_root):
         genai.resume(tmp_path / "vae", data=42, max_steps=8)
     with pytest.raises(CheckpointError, match="not a genai run directory"):
         genai.resume(tmp_path, max_steps=8)
+    with pytest.raises(ValueError, match="empty path"):
+        genai.Run("")
     with pytest.raises(ValueError, match="model settings \\(latent_dim\\) cannot change"):
         genai.Run(tmp_path / "vae").check_model_fields({"latent_dim": 5})
 

@@ -74,6 +74,8 @@ class Run:
     """
 
     def __init__(self, path: str | Path):
+        if not str(path).strip():
+            raise ValueError("Run needs the path of a run directory, got an empty path")
         self.path = Path(path)
         self.record = checkpoint.load_config(self.path)
         name = self.record["kind"]
