@@ -56,10 +56,12 @@ format: $(STAMP)
 BENCH_LOCK ?= flock /tmp/genai-bench.lock
 
 # Side by side with the anchors' own code (one JSON line per anchor), then the 64x64 GAN against a
-# pytorch/examples-style DCGAN loop: see benchmarks/README.md.
+# pytorch/examples-style DCGAN loop, then fine-tuning and decoding against Hugging Face's own code
+# (a tiny Llama: minutes): see benchmarks/README.md.
 bench: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/anchors.py
 	$(BENCH_LOCK) $(PY) benchmarks/gan_speed.py
+	$(BENCH_LOCK) $(PY) benchmarks/finetune.py
 
 # genai's own speed and quality figures (long: the GAN's default run alone takes 8-18 minutes).
 bench-quality: $(STAMP)
