@@ -22,6 +22,7 @@ gallery: demo
 	mkdir -p docs/images
 	cp runs/demo/vae/samples.png runs/demo/vae/reconstructions.png runs/demo/vae/completions.png docs/images/
 	cp runs/demo/gan/digits.png docs/images/gan-digits.png
+	cp runs/demo/diffusion/digits.png docs/images/diffusion-digits.png
 	cp runs/demo/gpt/sample.txt docs/images/gpt-sample.txt
 
 test: $(STAMP)

@@ -125,9 +125,10 @@ def test_example_script(tmp_path):
 def test_demo_writes_its_pictures_and_text(tmp_path):
     from genai.demo import run_demo
 
-    paths = run_demo(tmp_path / "demo", device="cpu", steps=3)
+    paths = run_demo(tmp_path / "demo", device="cpu", steps=3, sample_steps=2)
     names = sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths)
     assert names == [
+        "diffusion/digits.png",
         "gan/digits.png",
         "gpt/sample.txt",
         "vae/completions.png",
@@ -142,10 +143,11 @@ def test_demo_writes_its_pictures_and_text(tmp_path):
     # the same demo each time: the models' initializations are seeded, whatever the global RNG
     first = {p.name: p.read_bytes() for p in (tmp_path / "demo" / "vae").glob("*.png")}
     torch.manual_seed(12345)
-    run_demo(tmp_path / "again", device="cpu", steps=3)
+    run_demo(tmp_path / "again", device="cpu", steps=3, sample_steps=2)
     again = {p.name: p.read_bytes() for p in (tmp_path / "again" / "vae").glob("*.png")}
     assert first == again
-    assert (tmp_path / "again" / "gan" / "digits.png").read_bytes() == (
-        tmp_path / "demo" / "gan" / "digits.png"
-    ).read_bytes()
+    for kind in ("gan", "diffusion"):
+        picture = tmp_path / "demo" / kind / "digits.png"
+        assert (tmp_path / "again" / kind / "digits.png").read_bytes() == picture.read_bytes()
+    assert Image.open(tmp_path / "demo" / "diffusion" / "digits.png").size == (302, 302)
     assert genai.load(tmp_path / "demo" / "gpt").config.block_size == 64

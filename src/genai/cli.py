@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto")
 
     demo = sub.add_parser(
-        "demo", help="train the three models on the built-in data and write their samples"
+        "demo", help="train the four models on the built-in data and write their samples"
     )
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--overwrite", action="store_true")

@@ -13,6 +13,7 @@ import torch
 from genai.data.dataset import ImageDataset, split_dataset
 from genai.data.images import load_images
 from genai.data.text import CharTokenizer, python_stdlib_text
+from genai.diffusion import Diffusion, DiffusionConfig, DiffusionTrainConfig, train_diffusion
 from genai.gan import GAN, GANConfig, GANTrainConfig, train_gan
 from genai.gpt import GPT, GPTConfig, GPTTrainConfig, generate_text, train_gpt
 from genai.plots import save_grid, save_vae_figures
@@ -20,14 +21,20 @@ from genai.vae import VAE, VAEConfig, VAETrainConfig, train_vae
 
 
 def run_demo(
-    out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500
+    out: Path,
+    overwrite: bool = False,
+    device: str = "auto",
+    steps: int = 1500,
+    sample_steps: int = 50,
 ) -> list[Path]:
-    """Train the demo VAE into ``out/vae``, a class-conditional GAN into ``out/gan`` and a GPT
-    into ``out/gpt``; return the paths of the samples they write.
+    """Train the demo VAE into ``out/vae``, a class-conditional GAN into ``out/gan``, a
+    class-conditional diffusion model into ``out/diffusion`` and a GPT into ``out/gpt``; return
+    the paths of the samples they write.
 
     The VAE trains on 90% of the MNIST training digits and is evaluated on the held-out 10%;
-    it writes sample, reconstruction and completion grids. The GAN writes ``digits.png``, the
-    GPT ``sample.txt``. Each trains ``steps`` steps.
+    it writes sample, reconstruction and completion grids. The GAN and the diffusion model
+    write ``digits.png`` (the diffusion model's drawn in ``sample_steps`` DDIM steps), the GPT
+    ``sample.txt``. Each trains ``steps`` steps.
     """
     digits = load_images("mnist", "train")
     train, held_out = split_dataset(digits, 0.9, seed=0)
@@ -51,6 +58,7 @@ def run_demo(
     return [
         *paths,
         demo_gan(digits, out / "gan", overwrite, device, steps),
+        demo_diffusion(digits, out / "diffusion", overwrite, device, steps, sample_steps),
         demo_gpt(out / "gpt", overwrite, device, steps),
     ]
 
@@ -74,6 +82,35 @@ def demo_gan(
     gen = torch.Generator(next(gan.parameters()).device).manual_seed(0)
     labels = torch.arange(10, device=gen.device).repeat_interleave(10)
     return save_grid(gan.sample(100, labels=labels, generator=gen), out / "digits.png", nrow=10)
+
+
+def demo_diffusion(
+    train: ImageDataset,
+    out: Path,
+    overwrite: bool = False,
+    device: str = "auto",
+    steps: int = 1500,
+    sample_steps: int = 50,
+) -> Path:
+    """Train a conditional diffusion model (the defaults) for ``steps`` steps into ``out``;
+    write ``out/digits.png`` (10x10, row k holding digit k, DDIM in ``sample_steps`` steps,
+    guidance 1)."""
+    torch.manual_seed(0)
+    model = Diffusion(DiffusionConfig(num_classes=10))
+    config = DiffusionTrainConfig(
+        out_dir=str(out),
+        max_steps=steps,
+        device=device,
+        overwrite=overwrite,
+        checkpoint_every=0,
+        sample_every=steps,
+        grid_steps=min(25, sample_steps),
+    )
+    train_diffusion(model, train, config)
+    gen = torch.Generator(next(model.parameters()).device).manual_seed(0)
+    labels = torch.arange(10, device=gen.device).repeat_interleave(10)
+    images = model.sample(100, labels=labels, steps=sample_steps, generator=gen)
+    return save_grid(images, out / "digits.png", nrow=10)
 
 
 def demo_gpt(out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500) -> Path:
