@@ -7,7 +7,7 @@ Parts (``--parts``, comma-separated; default all):
   ``DiffusionTrainConfig()`` (no other settings) on the 5,000 offline training digits; wall
   time; classifier FID against the 10,000 official test digits, label accuracy, classes covered
   and IS over 10 x ``--n-per-class`` samples (labels 0-9, ``--n-per-class`` each) at the
-  default sampler (DDIM, 50 steps, guidance 1); beside the default conditional GAN's figures,
+  default sampler (DDIM, 50 steps, guidance 0.5); beside the default conditional GAN's figures,
   trained and measured the same way in the same run.
 * ``steps``: samples/s at 10, 25 and 50 steps, batch 100, for DDIM (the trained default model)
   and flow-Euler (a default ``objective="flow"`` model, trained here unless ``--no-flow-train``),

@@ -94,7 +94,7 @@ def demo_diffusion(
 ) -> Path:
     """Train a conditional diffusion model (the defaults) for ``steps`` steps into ``out``;
     write ``out/digits.png`` (10x10, row k holding digit k, DDIM in ``sample_steps`` steps,
-    guidance 1)."""
+    the default guidance)."""
     torch.manual_seed(0)
     model = Diffusion(DiffusionConfig(num_classes=10))
     config = DiffusionTrainConfig(
