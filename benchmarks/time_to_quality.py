@@ -742,7 +742,10 @@ def run_gan_genai(
 
 def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
     peak = matmul_peak(args.peak_n)
-    train, _, _ = gan_data(args.gan_classifier_steps)  # trains and caches the classifier once
+    from genai.metrics import metric_classifier
+
+    train = genai.load_images("mnist", "train")
+    metric_classifier(train, steps=args.gan_classifier_steps)  # trained and cached once, here
     per_epoch = -(-len(train) // DCGAN_BATCH)  # the examples' DataLoader keeps the last batch
     steps = args.gan_steps or args.gan_epochs * per_epoch
     flops = gan_flops(train)
