@@ -60,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -121,15 +122,22 @@ def prepare_nanogpt(tmp: Path, text: Path) -> Path:
     return dst
 
 
-def run_nanogpt(src: Path, iters: int, seed: int) -> dict:
-    """nanoGPT's README CPU command; ms per iteration, seconds, last validation loss."""
-    cmd = [
+def nanogpt_command(src: Path, iters: int, seed: int, *flags: str) -> list[str]:
+    """nanoGPT's README CPU command for ``iters`` iterations under the seed offset ``seed``, run
+    from ``src`` (:func:`prepare_nanogpt`); ``flags`` come last (nanoGPT's configurator lets a
+    later ``--key=value`` win: ``--eval_iters=200``)."""
+    return [
         sys.executable, "seeded_train.py", str(seed), "config/train_shakespeare_char.py",
         "--device=cpu", "--compile=False", "--dtype=float32", "--eval_iters=20",
         "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
         "--n_embd=128", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--dropout=0.0",
-        f"--out_dir={src / 'out'}",
+        f"--out_dir={src / 'out'}", *flags,
     ]  # fmt: skip
+
+
+def run_nanogpt(src: Path, iters: int, seed: int) -> dict:
+    """nanoGPT's README CPU command; ms per iteration, seconds, last validation loss."""
+    cmd = nanogpt_command(src, iters, seed)
     t = time.perf_counter()
     out = subprocess.run(cmd, cwd=src, check=True, capture_output=True, text=True).stdout
     seconds = time.perf_counter() - t
@@ -143,6 +151,18 @@ def run_nanogpt(src: Path, iters: int, seed: int) -> dict:
     }
 
 
+def genai_gpt_command(text: Path, iters: int, seed: int, out: Path, *flags: str) -> list[str]:
+    """``genai train gpt`` at nanoGPT's README CPU size (characters of ``text``, block 64, 4
+    layers, 4 heads, 128 wide, batch 12) on the CPU for ``iters`` steps, no text samples, into
+    ``out``; ``flags`` add or override settings (argparse: the last of a flag wins)."""
+    return [
+        str(GENAI_CLI), "train", "gpt", "--text", str(text), "--tokenizer", "char",
+        "--block-size", "64", "--n-layer", "4", "--n-head", "4", "--n-embd", "128",
+        "--batch-size", "12", "--max-steps", str(iters), "--device", "cpu", "--seed", str(seed),
+        "--sample-tokens", "0", "--out-dir", str(out), "--overwrite", *flags,
+    ]  # fmt: skip
+
+
 def run_genai_lm(
     text: Path, iters: int, seed: int, out: Path, log_every: int = 1, eval_every: int = 250
 ) -> dict:
@@ -151,16 +171,12 @@ def run_genai_lm(
     ``ms_per_iter`` is the median over log intervals; ``ms_per_iter_mean`` the mean from the
     first to the last train record (evaluations between them included).
     """
-    cmd = [
-        str(GENAI_CLI), "train", "gpt", "--text", str(text), "--tokenizer", "char",
-        "--block-size", "64", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--no-bias",
-        "--dropout", "0", "--batch-size", "12", "--max-steps", str(iters), "--lr", "1e-3",
+    cmd = genai_gpt_command(
+        text, iters, seed, out, "--no-bias", "--dropout", "0", "--lr", "1e-3",
         "--min-lr-ratio", "0.1", "--warmup-steps", "100", "--lr-schedule", "cosine",
         "--betas", "0.9", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--precision", "fp32",
-        "--device", "cpu", "--seed", str(seed), "--log-every", str(log_every),
-        "--eval-every", str(eval_every), "--eval-batches", "20", "--sample-tokens", "0",
-        "--out-dir", str(out), "--overwrite",
-    ]  # fmt: skip
+        "--log-every", str(log_every), "--eval-every", str(eval_every), "--eval-batches", "20",
+    )  # fmt: skip
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - t
@@ -244,22 +260,28 @@ PROFILE_FAMILIES = {
 }
 
 
+def nanogpt_model() -> torch.nn.Module:
+    """nanoGPT's own ``model.py`` GPT at its README CPU config (65 characters)."""
+    sys.path.insert(0, str(ANCHORS / "nanogpt"))
+    try:
+        from model import GPT as NanoGPT
+        from model import GPTConfig as NanoConfig
+    finally:
+        sys.path.pop(0)
+    config = NanoConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128,
+                        dropout=0.0, bias=False)  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its sizes
+        return NanoGPT(config)
+
+
 def _lm_steps(side: str):
     """A training step (forward, backward, clipping, AdamW) of nanoGPT's model or genai's, at
     nanoGPT's README CPU config, on one fixed batch."""
     torch.manual_seed(0)
     x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
     if side == "nanogpt":
-        sys.path.insert(0, str(ANCHORS / "nanogpt"))
-        try:
-            from model import GPT as NanoGPT
-            from model import GPTConfig as NanoConfig
-        finally:
-            sys.path.pop(0)
-        config = NanoConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128,
-                            dropout=0.0, bias=False)  # fmt: skip
+        model = nanogpt_model()
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its sizes
-            model = NanoGPT(config)
             opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
     else:
         from genai.optim import decay_groups, make_adamw
@@ -319,31 +341,54 @@ def bench_lm_profile(args: argparse.Namespace, tmp: Path) -> dict:
     return result
 
 
-def fashion_as_mnist_files(root: Path) -> None:
-    """Fashion-MNIST's IDX files where torchvision's ``datasets.MNIST(root)`` finds them."""
+def fashion_as_mnist_files(root: Path, limit: int | None = None) -> None:
+    """Fashion-MNIST's IDX files where torchvision's ``datasets.MNIST(root)`` finds them
+    (``root/MNIST/raw``, which ``genai.load_images("fashion-mnist", root=root)`` reads too);
+    ``limit`` keeps the first ``limit`` images and labels of each split (a smoke run's data)."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
         for split in (name, name.replace("train", "t10k")):
             with gzip.open(FASHION / f"{split}.gz") as f:
-                (raw / split).write_bytes(f.read())
+                data = f.read()
+            if limit is not None:  # IDX: magic, count, (rows, cols), then one byte per value
+                header = 16 if "images" in split else 8
+                count = min(limit, int.from_bytes(data[4:8], "big"))
+                size = 28 * 28 if "images" in split else 1
+                data = (
+                    data[:4] + count.to_bytes(4, "big") + data[8:header]
+                    + data[header : header + count * size]
+                )  # fmt: skip
+            (raw / split).write_bytes(data)
 
 
-def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
-    result = {"bench": "anchors_vae", **machine(), "epochs_timed": args.vae_rounds}
+def prepare_examples_vae(tmp: Path, limit: int | None = None) -> Path:
+    """A temporary copy of pytorch/examples' ``vae/`` (with its ``results/``), Fashion-MNIST
+    placed where its ``datasets.MNIST('../data')`` reads it; returns the copy's folder."""
     work = tmp / "examples" / "vae"
     shutil.copytree(ANCHORS / "pytorch-examples" / "vae", work)
     (work / "results").mkdir()
-    fashion_as_mnist_files(tmp / "examples" / "data")
+    fashion_as_mnist_files(tmp / "examples" / "data", limit)
+    return work
+
+
+def load_examples_vae(work: Path) -> dict:
+    """pytorch/examples' ``vae/main.py`` run in this process as a module (not ``__main__``):
+    its loaders, model, optimizer, ``loss_function``, ``train`` and ``test``."""
     cwd, argv = os.getcwd(), sys.argv
     try:  # its module-level code builds the loaders, the model and the optimizer
         os.chdir(work)
         sys.argv = ["main.py", "--no-accel"]
         with contextlib.redirect_stdout(io.StringIO()):
-            anchor = runpy.run_path("main.py", run_name="examples_vae")
+            return runpy.run_path("main.py", run_name="examples_vae")
     finally:
         os.chdir(cwd)
         sys.argv = argv
+
+
+def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
+    result = {"bench": "anchors_vae", **machine(), "epochs_timed": args.vae_rounds}
+    anchor = load_examples_vae(prepare_examples_vae(tmp))
     train = genai.load_images("fashion-mnist", "train", root=str(FASHION))
     steps = len(train) // 128
     times: dict[str, list[float]] = {"examples": [], "examples_data_only": [], "genai": []}
@@ -388,47 +433,60 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
 # ----------------------------------------------------------------------------------------- GAN
 
 
-def dcgan_steps(model: genai.GAN, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
-    """Seconds for ``steps`` of pytorch/examples' DCGAN step (pinned copy, see the docstring)."""
+def dcgan_step(
+    model: genai.GAN, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 64
+) -> Callable[[int], None]:
+    """pytorch/examples' DCGAN training step (pinned copy, see the docstring) on ``model``'s two
+    nets with its Adam optimizers: ``step(i)`` trains on batch ``i`` and prints its log line."""
     netG, netD = model.generator, model.discriminator
-    nz, batch_size = model.config.latent_dim, 64
+    nz = model.config.latent_dim
     criterion = torch.nn.BCEWithLogitsLoss()
     optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+
+    def step(i: int) -> None:
+        idx = order[(i * batch_size) % (len(order) - batch_size) :][:batch_size]
+        real_cpu = images[idx].float() / 127.5 - 1.0
+        y = labels[idx]
+        netD.zero_grad()
+        label = torch.full((batch_size,), 1.0)
+        output = netD(real_cpu, y)
+        errD_real = criterion(output, label)
+        errD_real.backward()
+        D_x = torch.sigmoid(output).mean().item()
+        noise = torch.randn(batch_size, nz)
+        fake_y = torch.randint(10, (batch_size,))
+        fake = netG(noise, fake_y)
+        label.fill_(0.0)
+        output = netD(fake.detach(), fake_y)
+        errD_fake = criterion(output, label)
+        errD_fake.backward()
+        D_G_z1 = torch.sigmoid(output).mean().item()
+        errD = errD_real + errD_fake
+        optimizerD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        output = netD(fake, fake_y)
+        errG = criterion(output, label)
+        errG.backward()
+        D_G_z2 = torch.sigmoid(output).mean().item()
+        optimizerG.step()
+        print(
+            f"[{i}] Loss_D: {errD.item():.4f} Loss_G: {errG.item():.4f} "
+            f"D(x): {D_x:.4f} D(G(z)): {D_G_z1:.4f} / {D_G_z2:.4f}"
+        )
+
+    return step
+
+
+def dcgan_steps(model: genai.GAN, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    """Seconds for ``steps`` of pytorch/examples' DCGAN step (pinned copy, see the docstring)."""
+    step = dcgan_step(model, images, labels)
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         for i in range(steps):
-            idx = order[(i * batch_size) % (len(order) - batch_size) :][:batch_size]
-            real_cpu = images[idx].float() / 127.5 - 1.0
-            y = labels[idx]
-            netD.zero_grad()
-            label = torch.full((batch_size,), 1.0)
-            output = netD(real_cpu, y)
-            errD_real = criterion(output, label)
-            errD_real.backward()
-            D_x = torch.sigmoid(output).mean().item()
-            noise = torch.randn(batch_size, nz)
-            fake_y = torch.randint(10, (batch_size,))
-            fake = netG(noise, fake_y)
-            label.fill_(0.0)
-            output = netD(fake.detach(), fake_y)
-            errD_fake = criterion(output, label)
-            errD_fake.backward()
-            D_G_z1 = torch.sigmoid(output).mean().item()
-            errD = errD_real + errD_fake
-            optimizerD.step()
-            netG.zero_grad()
-            label.fill_(1.0)
-            output = netD(fake, fake_y)
-            errG = criterion(output, label)
-            errG.backward()
-            D_G_z2 = torch.sigmoid(output).mean().item()
-            optimizerG.step()
-            print(
-                f"[{i}] Loss_D: {errD.item():.4f} Loss_G: {errG.item():.4f} "
-                f"D(x): {D_x:.4f} D(G(z)): {D_G_z1:.4f} / {D_G_z2:.4f}"
-            )
+            step(i)
     return time.perf_counter() - t
 
 
