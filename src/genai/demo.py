@@ -79,9 +79,7 @@ def demo_gan(
         checkpoint_every=0,
     )
     train_gan(gan, train, config)
-    gen = torch.Generator(next(gan.parameters()).device).manual_seed(0)
-    labels = torch.arange(10, device=gen.device).repeat_interleave(10)
-    return save_grid(gan.sample(100, labels=labels, generator=gen), out / "digits.png", nrow=10)
+    return digit_grid(gan, out / "digits.png")
 
 
 def demo_diffusion(
@@ -107,10 +105,14 @@ def demo_diffusion(
         grid_steps=min(25, sample_steps),
     )
     train_diffusion(model, train, config)
+    return digit_grid(model, out / "digits.png", steps=sample_steps)
+
+
+def digit_grid(model: torch.nn.Module, path: Path, **sample_kw) -> Path:
+    """A seeded 10x10 grid of a conditional model's samples, row k asked for digit k."""
     gen = torch.Generator(next(model.parameters()).device).manual_seed(0)
     labels = torch.arange(10, device=gen.device).repeat_interleave(10)
-    images = model.sample(100, labels=labels, steps=sample_steps, generator=gen)
-    return save_grid(images, out / "digits.png", nrow=10)
+    return save_grid(model.sample(100, labels=labels, generator=gen, **sample_kw), path, nrow=10)
 
 
 def demo_gpt(out: Path, overwrite: bool = False, device: str = "auto", steps: int = 1500) -> Path:
