@@ -6,7 +6,11 @@ run, alternating A and B; one JSON line per part.
 The models: a tiny random Llama (``transformers.LlamaConfig``: 4 layers, 256 wide, 8 query and
 2 key/value heads, SwiGLU 688, vocabulary 8192, untied head, no tokenizer: the token ids are
 random) saved with ``save_pretrained`` into a temporary folder, and every ``--model-dir``
-(a Hugging Face folder of GPT-2, Llama or Qwen2, e.g. GPT-2 small or Qwen2.5-0.5B; repeatable).
+(a Hugging Face folder of GPT-2, Llama or Qwen2, e.g. GPT-2 small or Qwen2.5-0.5B; repeatable),
+and every ``--shape`` (``gpt2-small``, ``qwen2.5-0.5b``): a model built at random from that
+model's published config (``GPT2Config()``'s defaults; Qwen2.5-0.5B's 24 layers, 896 wide, 14
+query and 2 key/value heads, SwiGLU 4864, vocabulary 151936, tied head, q/k/v biases, RoPE base
+1e6) and saved the same way, for speed and memory where the weights cannot be downloaded.
 Both sides read the same folder: Hugging Face through ``AutoModelForCausalLM.from_pretrained``
 (fp32), genai through ``genai.GPT.from_huggingface`` (then ``crop_block_size`` to ``--block``,
 what ``genai train gpt --init DIR --block-size N`` does).
@@ -107,6 +111,14 @@ SMOKE_LLAMA = dict(
     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
 )  # fmt: skip
 SMOKE = dict(batch=2, block=32, warmup=1, steps=2, rounds=1, prompt=8, new_tokens=16)
+SHAPES = {  # published configs, built at random (no tokenizer: random ids below 256)
+    "gpt2-small": lambda: transformers.GPT2Config(),
+    "qwen2.5-0.5b": lambda: transformers.Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+        rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False,
+    ),
+}  # fmt: skip
 SETTINGS = ("full", "lora")
 HF_LORA_TARGETS = {
     "gpt2": ["c_attn", "attn.c_proj"],
@@ -129,6 +141,13 @@ def save_tiny_llama(folder: Path, smoke: bool) -> Path:
         eos_token_id=None, pad_token_id=None,
     )  # fmt: skip
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def save_shape(folder: Path, name: str) -> Path:
+    """A random model of ``SHAPES[name]``'s config, fp32, saved into ``folder``."""
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(SHAPES[name]()).save_pretrained(folder)
     return folder
 
 
@@ -407,6 +426,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default="finetune,decode")
     p.add_argument("--model-dir", action="append", default=[], help="a Hugging Face folder")
+    p.add_argument("--shape", action="append", default=[], choices=sorted(SHAPES))
     p.add_argument(
         "--tiny", action=argparse.BooleanOptionalAction, default=True, help="the tiny Llama too"
     )
@@ -451,6 +471,8 @@ def main() -> None:
         models = {}
         if args.tiny:
             models["tiny-llama"] = str(save_tiny_llama(Path(tmp) / "tiny-llama", args.smoke))
+        for name in args.shape:
+            models[f"{name}-shape"] = str(save_shape(Path(tmp) / name, name))
         models.update({Path(d).name: str(Path(d).resolve()) for d in args.model_dir})
         for name, model_dir in models.items():
             if "finetune" in args.parts:

@@ -27,10 +27,12 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
   in it: only the seed (``anchors.py``'s wrapper adds the round to its fixed 1337). Target:
   its validation loss at iteration 2,000. B is ``genai train gpt`` at the same size on the same
   characters (the last 10% held out, as nanoGPT's ``val.bin``) with ``--recipe modern
-  --precision bf16 --max-steps 400``, validation loss every 100 steps on the same 200-batch
-  estimate (``--eval-batches 200``), ``--log-every 10``, no progress bar, no text samples.
-  Both sides' evaluations count in their time (genai's 200 batches cost about 50 of its
-  steps each on the 2-core machine). Its FLOP count: 6 N + 12 L C T per token (N the weights of the Linear layers, lm head
+  --precision bf16 --max-steps 300 --decay-fraction 0.5`` (a schedule that ends at 300
+  steps), its validation loss at the end only, as nanoGPT's (``--eval-every 300``; earlier
+  ones with ``--gpt-eval-every``), on the same 200-batch estimate (``--eval-batches 200``;
+  genai computes it at the training precision, as nanoGPT's ``estimate_loss`` runs under its
+  autocast context, which is fp32 on a CPU), ``--log-every 10``, no progress bar, no text
+  samples. Both sides' evaluations count in their time. Its FLOP count: 6 N + 12 L C T per token (N the weights of the Linear layers, lm head
   included; nanoGPT's and PaLM's estimate). Hot loops: nanoGPT's printed ``dt`` of the
   iterations without an evaluation; genai's ``metrics.jsonl`` log intervals without one.
 - ``vae``: A is pytorch/examples' ``vae/main.py`` unchanged (``--no-accel``, ``--seed`` 1 + the
@@ -39,8 +41,9 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
   its ``datasets.MNIST('../data')`` reads it. Target: its last "Test set loss" (BCE summed
   over the continuous pixels + KL, one posterior sample, per test image). B is
   ``genai.train_vae`` of ``VAEConfig(arch="mlp", hidden_dims=(400,), latent_dim=20)`` (the
-  examples' 652,824 parameters) with genai's training defaults (AdamW 2e-3, warmup, cosine, KL
-  warm-up, batch 128) for 8 epochs of the same training images; every half epoch a callback
+  examples' 652,824 parameters) with genai's training defaults (AdamW, warmup, cosine, KL
+  warm-up, batch 128) but ``lr=4e-3`` (``--vae-lr``; the default is 2e-3) for 6 epochs
+  (``--vae-genai-epochs``) of the same training images; every half epoch a callback
   computes the examples' test loss, with the examples' own formula (``F.binary_cross_entropy``
   of the decoder's sigmoid, summed, + the KL sum, batches of 128, / 10,000), on the same test
   images. Both sides' evaluations count in their time, and so do genai's defaults' sample
@@ -514,7 +517,7 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
         **machine(),
         "anchor": f"pytorch/examples vae/main.py --no-accel --epochs {args.vae_epochs}",
         "genai": f"train_vae VAEConfig(arch='mlp', hidden_dims=(400,), latent_dim=20), "
-        f"{args.vae_genai_epochs} epochs, batch {args.vae_batch_size}, "
+        f"{args.vae_genai_epochs} epochs, batch {args.vae_batch_size}, lr {args.vae_lr}, "
         f"precision {args.vae_precision}, examples' test loss every {eval_every} steps",
         "train_images": train_images,
         "matmul_peak_gflop_per_s": peak,
@@ -929,15 +932,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gpt-eval-batches", type=int, default=200)
     p.add_argument("--gpt-recipe", default="modern")
     p.add_argument("--gpt-precision", default="bf16")
-    p.add_argument("--gpt-steps", type=int, default=400, help="genai's --max-steps")
-    p.add_argument("--gpt-eval-every", type=int, default=100)
+    p.add_argument("--gpt-steps", type=int, default=300, help="genai's --max-steps")
+    p.add_argument("--gpt-eval-every", type=int, help="default: --gpt-steps (the end)")
     p.add_argument("--gpt-log-every", type=int, default=10)
-    p.add_argument("--gpt-extra", default="", help="more flags for genai train gpt")
+    p.add_argument(
+        "--gpt-extra", default="--decay-fraction 0.5", help="more flags for genai train gpt"
+    )
     p.add_argument("--vae-limit", type=int, help="first N images of each split (default: all)")
     p.add_argument("--vae-epochs", type=int, default=10, help="the examples' epochs")
-    p.add_argument("--vae-genai-epochs", type=int, default=8)
+    p.add_argument("--vae-genai-epochs", type=int, default=6)
     p.add_argument("--vae-batch-size", type=int, default=EXAMPLES_BATCH)
-    p.add_argument("--vae-lr", type=float, help="default: VAETrainConfig's")
+    p.add_argument("--vae-lr", type=float, default=4e-3, help="genai's (VAETrainConfig's: 2e-3)")
     p.add_argument("--vae-precision", default="fp32")
     p.add_argument("--vae-eval-every", type=int, help="steps (default: half an epoch)")
     p.add_argument("--gan-epochs", type=int, default=25, help="the DCGAN's (its --niter)")
@@ -953,6 +958,7 @@ def parse_args() -> argparse.Namespace:
     if p.parse_known_args()[0].smoke:  # the toy sizes are defaults: flags given still win
         p.set_defaults(**SMOKE)
     args = p.parse_args()
+    args.gpt_eval_every = args.gpt_eval_every or args.gpt_steps
     if args.gpt_eval_every % args.gpt_log_every:
         p.error("--gpt-eval-every must be a multiple of --gpt-log-every")
     return args

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -6,7 +8,9 @@ from genai.core.device import (
     available_devices,
     check_precision,
     grad_scaler,
+    native_bf16,
     resolve_device,
+    resolve_precision,
 )
 
 
@@ -45,6 +49,35 @@ def test_precision():
     with autocast(cpu, "fp32"):
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
     assert not grad_scaler(cpu, "bf16").is_enabled()
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    cpu = torch.device("cpu")
+    for fixed in ("fp32", "bf16"):
+        assert resolve_precision(fixed, cpu) == fixed
+    flags = (
+        "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+        if Path("/proc/cpuinfo").exists()
+        else None
+    )
+    if flags is not None:  # Linux: the kernel's view of the CPU agrees with torch's
+        amx = "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        assert native_bf16(cpu) == (flags or amx)
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    for avx512_bf16, amx, expected in [
+        (True, False, "bf16"),
+        (False, True, "bf16"),
+        (False, False, "fp32"),
+    ]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_precision("auto", cpu) == expected
+        dtype = torch.bfloat16 if expected == "bf16" else torch.float32
+        with autocast(cpu, "auto"):
+            assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == dtype
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("bfloat16", cpu)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -77,16 +77,20 @@ class BatchedMuon(_Muon):
                     f"adjust_lr_fn={group['adjust_lr_fn']!r}"
                 )
             lr, mu = float(group["lr"]), group["momentum"]
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+            grads = [p.grad for p in params]
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            # torch's Muon, as one foreach call per operation: buf <- mu buf + (1 - mu) g, and
+            # the Nesterov update g + mu (buf - g) (else buf itself).
+            torch._foreach_lerp_(bufs, grads, 1 - mu)
+            updates = torch._foreach_lerp(grads, bufs, mu) if group["nesterov"] else bufs
+            if group["weight_decay"]:
+                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
             by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p.grad)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - mu)
-                update = p.grad.lerp(buf, mu) if group["nesterov"] else buf
+            for p, update in zip(params, updates, strict=True):
                 key = (p.shape, p.device, p.dtype)  # the matrices stacked together
                 by_shape.setdefault(key, []).append((p, update))
             for ((rows, cols), _, _), pairs in by_shape.items():
@@ -97,9 +101,7 @@ class BatchedMuon(_Muon):
                     group["eps"],
                 )
                 scaled_lr = lr * math.sqrt(max(1.0, rows / cols))  # Muon's "original"
-                for (p, _), o in zip(pairs, ortho, strict=True):
-                    p.mul_(1 - lr * group["weight_decay"])
-                    p.add_(o, alpha=-scaled_lr)
+                torch._foreach_add_([p for p, _ in pairs], list(ortho.unbind(0)), alpha=-scaled_lr)
         return loss
 
 

@@ -11,7 +11,7 @@ import operator
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -80,9 +80,31 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise ValueError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'fp32'")
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast context for ``precision`` on ``device``; a no-op for fp32."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls in hardware: a CUDA device that supports bf16,
+    or a CPU with AVX512-BF16 or AMX (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4)."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` itself, or for ``"auto"``: ``"bf16"`` where the device has native bf16
+    (:func:`native_bf16`), else ``"fp32"``. Raises ``ValueError`` as :func:`check_precision`."""
     check_precision(precision, device)
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast context for ``precision`` on ``device`` (``"auto"`` resolved); a no-op for
+    fp32."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=_DTYPES[precision])
@@ -90,7 +112,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A GradScaler that is active only for fp16 (bf16 has fp32's exponent range)."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return torch.amp.GradScaler(device.type, enabled=resolve_precision(precision, device) == "fp16")
 
 
 def seeded_generator(

@@ -38,7 +38,10 @@ class TrainConfig(Config):
             ``lr``.
         decay_fraction: the fraction of the steps over which ``"wsd"`` decays.
         grad_clip: clip the global gradient norm to this (0: off).
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only); autocast, fp32 weights.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA only) or ``"auto"``: bf16 where
+            the device computes it natively (a CUDA device that supports it, a CPU with
+            AVX512-BF16 or AMX), else fp32 (:func:`genai.core.device.resolve_precision`).
+            Autocast over fp32 weights.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ``"mps"``.
         seed: seeds the data order and the training RNGs (seed before building the model
             too: the CLI does).

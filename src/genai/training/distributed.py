@@ -8,7 +8,8 @@ import os
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.fsdp import FSDPModule
+
+from genai.training.sharding import sharded
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -37,7 +38,7 @@ def barrier(world_size: int) -> None:
 def broadcast_weights(module: nn.Module, world_size: int) -> None:
     """Every rank takes rank 0's weights (and buffers); a sharded model took them before
     sharding (:func:`genai.training.sharding.shard`)."""
-    if world_size > 1 and not isinstance(module, FSDPModule):
+    if world_size > 1 and not sharded(module):
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, 0)
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from genai.core import rundir as runs
-from genai.core.device import check_precision, resolve_device
+from genai.core.device import resolve_device, resolve_precision
 from genai.core.progress import progress_bar
 from genai.optim import decay_groups, make_adamw
 from genai.plots import plot_losses
@@ -206,7 +206,9 @@ def _lr(optimizers: dict[str, torch.optim.Optimizer]) -> float:
 def _join(config: TrainConfig) -> tuple[int, int, torch.device]:
     """The device (checked for the precision) and, under torchrun, the process group."""
     device = resolve_device(config.device)
-    check_precision(config.precision, device)
+    precision = resolve_precision(config.precision, device)
+    if config.precision == "auto":
+        log.info("precision auto: %s on %s", precision, device)
     return init_distributed(device)
 
 

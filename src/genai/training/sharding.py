@@ -12,22 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, fully_shard
-from torch.distributed.tensor import DTensor
 
 from genai.core import checkpoint
 
@@ -38,13 +29,15 @@ STRATEGIES = ("ddp", "fsdp")
 FSDP_KINDS = ("gpt",)
 # Element-wise optimizers: a shard's update needs only the shard (Muon needs whole matrices).
 ELEMENTWISE = (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
-FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # rank 0 gets it, on the CPU
+# torch's FSDP2 and distributed state dicts are imported by the functions that use them, on a
+# sharded model only: importing them costs every run half a second of start-up.
 
 
 def sharded(model: nn.Module) -> bool:
-    """Whether ``model`` is sharded by :func:`fully_shard` (then collectives run in its
-    forward, its backward and the gathers below, on every rank)."""
-    return isinstance(model, FSDPModule)
+    """Whether ``model`` is sharded by ``fully_shard`` (then collectives run in its forward,
+    its backward and the gathers below, on every rank). Without FSDP2 imported, nothing is."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return fsdp is not None and isinstance(model, fsdp.FSDPModule)
 
 
 def setup(task: Any, device: torch.device, config: Any, world: int) -> Any:
@@ -65,6 +58,9 @@ def shard(model: nn.Module, device: torch.device, world: int) -> None:
     """Every rank takes rank 0's weights, then ``fully_shard`` each element of every
     ``nn.ModuleList`` (a transformer's blocks: one all-gather per block) and then the root (the
     rest: embeddings, final norm, head; tied weights stay tied)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
     for tensor in model.state_dict().values():  # one tensor at a time on the device (NCCL)
         moved = tensor.to(device)
         dist.broadcast(moved, 0)
@@ -114,13 +110,20 @@ def full_state(model: nn.Module, optimizers: dict) -> tuple[nn.Module, dict]:
     empty ones."""
     if not sharded(model):
         return model, {name: opt.state_dict() for name, opt in optimizers.items()}
-    weights = {n: _own(t) for n, t in get_model_state_dict(model, options=FULL).items()}
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)  # rank 0 gets it, on the CPU
+    weights = {n: _own(t) for n, t in get_model_state_dict(model, options=full).items()}
     for names in _tied(model):
         if names[0] in weights:
             for name in names[1:]:
                 weights[name] = weights[names[0]]
     states = {
-        name: get_optimizer_state_dict(model, opt, options=FULL) for name, opt in optimizers.items()
+        name: get_optimizer_state_dict(model, opt, options=full) for name, opt in optimizers.items()
     }
     return FullWeights(model.config, weights), states
 
@@ -136,6 +139,8 @@ def nonfinite(model: nn.Module) -> list[str]:
     model each rank checks its shards and all ranks agree on the answer."""
     if not sharded(model):
         return checkpoint.check_finite(model)
+    from torch.distributed.tensor import DTensor
+
     names, flags = [], []
     for name, t in model.state_dict().items():
         local = t.to_local() if isinstance(t, DTensor) else t
@@ -152,6 +157,8 @@ def load_weights(run_dir: Any, model: nn.Module, saved: dict) -> None:
     if not sharded(model):
         checkpoint.load_weights(run_dir, model, saved)
         return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
     weights = checkpoint.read_weights(run_dir, saved)
     for names in _tied(model):  # the file holds a tied tensor once
         for name in names:
@@ -166,6 +173,12 @@ def load_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, state: di
     if not sharded(model):
         optimizer.load_state_dict(state)  # by position: names or indices alike
         return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
     if all(isinstance(k, int) for k in state["state"]):  # a single process's: name the indices
         local = get_optimizer_state_dict(model, optimizer)  # names in the optimizer's order
         names = [n for group in local["param_groups"] for n in group["params"]]
@@ -189,7 +202,7 @@ def gathered(model: nn.Module) -> Iterator[None]:
     """Every rank holds the whole model inside (no collective runs in its forward passes), so
     that rank 0 alone may evaluate and sample; its shards come back after. Every rank enters
     it; a model that is not sharded is left alone."""
-    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    units = [m for m in model.modules() if sharded(m)]
     for unit in units:
         unit.unshard()
         unit.set_reshard_after_forward(False, recurse=False)
