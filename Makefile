@@ -58,7 +58,7 @@ BENCH_LOCK ?= flock /tmp/genai-bench.lock
 
 # Side by side with the anchors' own code (one JSON line per anchor), then the 64x64 GAN against a
 # pytorch/examples-style DCGAN loop, then fine-tuning and decoding against Hugging Face's own code
-# (a tiny Llama: minutes), then the time genai takes to the anchors' quality (about 35 minutes
+# (a tiny Llama: minutes), then the time genai takes to the anchors' quality (about 65 minutes
 # on 2 cores): see benchmarks/README.md.
 bench: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/anchors.py
@@ -66,11 +66,12 @@ bench: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/finetune.py
 	$(BENCH_LOCK) $(PY) benchmarks/time_to_quality.py
 
-# Only the time to the anchors' quality (GPT, VAE, GAN; 3 rounds each).
+# Only the time to the anchors' quality (GPT, VAE, GAN, diffusion; 3 rounds each).
 bench-ttq: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/time_to_quality.py
 
-# genai's own speed and quality figures (long: the GAN's default run alone takes 8-18 minutes).
+# genai's own speed and quality figures (long: the GAN's default run alone takes 7-8 minutes
+# with native bf16, 10-13 in fp32).
 bench-quality: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/vae.py
 	$(BENCH_LOCK) $(PY) benchmarks/gan.py

@@ -125,15 +125,22 @@ def lucidrains_module(folder: Path):
     return ddp
 
 
+def lucidrains_model(ddp, sample_steps: int):
+    """lucidrains' ``Unet(dim=16, dim_mults=(1, 2, 4))`` for 28x28 grey images (721,185
+    parameters, genai's default net's size) in a ``GaussianDiffusion`` of 1,000 steps that
+    samples with DDIM in ``sample_steps``; returns (net, diffusion)."""
+    net = ddp.Unet(dim=16, dim_mults=(1, 2, 4), channels=1)
+    return net, ddp.GaussianDiffusion(
+        net, image_size=28, timesteps=1000, sampling_timesteps=sample_steps
+    )
+
+
 def lucidrains(train, args, tmp: Path) -> dict:
     ddp = lucidrains_module(tmp / "site")
     batch, steps = 64, args.speed_steps
     x = train.images[:batch].float() / 255.0
     out = {"version": importlib.metadata.version("denoising-diffusion-pytorch")}
-    theirs_net = ddp.Unet(dim=16, dim_mults=(1, 2, 4), channels=1)
-    theirs = ddp.GaussianDiffusion(
-        theirs_net, image_size=28, timesteps=1000, sampling_timesteps=args.sample_steps
-    )
+    theirs_net, theirs = lucidrains_model(ddp, args.sample_steps)
     ours = Diffusion(DiffusionConfig(sample_steps=args.sample_steps))
     for name, model, loss_fn in (
         ("lucidrains", theirs, lambda: theirs(x)),

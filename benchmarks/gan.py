@@ -12,7 +12,8 @@
 ``--data fashion-mnist`` does the same on Fashion-MNIST (60,000 training images from
 ``/usr/share/datasets/fashion-mnist`` or ``--root``), judged by a classifier trained on
 Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
-``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision. For MNIST,
+``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision,
+``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``). For MNIST,
 ``--root`` defaults to ``../shared/data/mnist``; when it holds the test split only, training
 uses the 5,000 offline digits.
 
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
     parser.add_argument("--precision", default=None, help="override GANTrainConfig.precision")
+    parser.add_argument("--seed", type=int, default=0, help="the quality runs' (init and training)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -91,6 +93,8 @@ def main() -> None:
         overrides["lr_schedule"] = args.lr_schedule
     if args.precision is not None:
         overrides["precision"] = args.precision
+    if args.seed:
+        overrides["seed"] = args.seed
 
     times = []
     for i in range(args.repeats):
@@ -127,6 +131,7 @@ def main() -> None:
     if not args.no_unconditional:
         runs.append(("unconditional", GANConfig()))
     for name, model_config in runs:
+        torch.manual_seed(args.seed)
         model = GAN(model_config)
         config = GANTrainConfig(
             out_dir=f"{tmp}/{name}", progress=False, device=args.device, **overrides

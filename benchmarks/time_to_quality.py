@@ -59,15 +59,34 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
   classifier FID (``genai.metrics.classifier_fid`` in the features of ``metric_classifier`` of
   the offline digits, 5,000 samples with uniform labels against MNIST's 10,000 test digits; G
   in train mode, as the examples draw their samples); target: its best FID. B is
-  ``genai.train_gan`` with the default ``GANTrainConfig`` (fp32, augmentation, mode-seeking
-  term, EMA; at most 3,950 steps) of the conditional ``GANConfig(num_classes=10)`` (the same
+  ``genai.train_gan`` with the default ``GANTrainConfig`` (augmentation, mode-seeking term,
+  EMA; at most 3,950 steps) but ``precision="fp32"`` (``--gan-precision``; the measured rows
+  were taken in fp32 before ``"auto"`` became the GAN's default, and the flag keeps them
+  comparable) of the conditional ``GANConfig(num_classes=10)`` (the same
   nets) and of the unconditional ``GANConfig()`` (fewer parameters: no label embeddings), the
   same FID of its EMA generator's samples every 158 steps. Sampling and FID are the
   benchmark's, not either side's: their seconds, and those of setting the FID up (the cached
   classifier, the real digits' features, computed once per process), printed by each process,
   are taken off both sides' times; genai's sample grid per epoch and checkpoints count. FLOPs: ``FlopCounterMode`` over one step of each.
-- ``diffusion``: not implemented (prints a line saying so): the diffusion defaults are being
-  changed, and the anchor (``denoising-diffusion-pytorch``'s ``Trainer``) is not wired in yet.
+- ``diffusion``: A is lucidrains' ``denoising-diffusion-pytorch`` (pip-installed into the
+  part's temporary folder, as ``diffusion.py`` installs it), its own ``Trainer`` with its own
+  defaults (batch 16, Adam 1e-4 (0.9, 0.99), gradient clipping at 1, EMA 0.995 every 10 steps,
+  a 25-sample grid and a checkpoint every 1,000 steps, its DataLoader's workers) on the 5,000
+  offline digits written as PNG files, with ``Unet(dim=16, dim_mults=(1, 2, 4), channels=1)``
+  (721,185 parameters, genai's default net's size) in a ``GaussianDiffusion`` of 1,000 steps
+  (its defaults: v-prediction, sigmoid schedule) for 28x28 images. Changed in it: the length,
+  ``train_num_steps`` 1,000 (``--diffusion-steps``; its default, 100,000, would take about 8
+  hours here), ``augment_horizontal_flip=False`` (a flipped digit is not a digit),
+  ``calculate_fid=False`` (its Inception weights need a download) and ``sampling_timesteps``
+  50 (DDIM; its default samples with all 1,000 steps). Target: the classifier FID (as the GAN
+  part's) of 300 samples (``--diffusion-fid-n``) of its EMA model after its run. B is
+  ``genai.train_diffusion`` of the default unconditional ``DiffusionConfig()`` (716,929
+  parameters; DDIM, 50 steps) with the default ``DiffusionTrainConfig`` (batch 64, AdamW 1e-3,
+  EMA, a grid, a bits/dim evaluation and a checkpoint every 1,000 steps; at most 1,500 steps),
+  the same FID of its samples every 100 steps (``--diffusion-eval-every``). The FIDs' seconds
+  (sampling included) and their set-up are taken off both sides' times. FLOPs:
+  ``FlopCounterMode`` over one forward and backward of each; the anchor's hot loop is its
+  ``Trainer.train()`` (its one grid included).
 - ``profile`` (not in the default parts): ``torch.profiler`` over a few of genai's training
   steps of each hot loop above (GPT modern bf16, VAE MLP, conditional GAN): ms per step, its
   self CPU time by phase (forward and the rest, autograd's backward, the optimizers' steps),
@@ -77,7 +96,8 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
 the script in about a minute (flags given beside it still win); its numbers mean nothing. The
 genai side's settings are flags (``--gpt-steps``, ``--vae-genai-epochs``, ``--gan-precision``,
 ...; ``--gpt-extra`` passes more flags to ``genai train gpt``): see ``--help``. A full run
-takes about 35 minutes on the 2-core development machine (``gpt`` 7, ``vae`` 6, ``gan`` 20).
+takes about 65 minutes on the 2-core development machine (``gpt`` 7, ``vae`` 6, ``gan`` 20,
+``diffusion`` 30).
 """
 
 from __future__ import annotations
@@ -85,6 +105,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib.metadata
 import io
 import json
 import os
@@ -123,6 +144,7 @@ GPT_SIZE = {"block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128}
 VAE_MODEL = {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20}
 EXAMPLES_BATCH = 128
 DCGAN_BATCH = 64
+LUCIDRAINS_BATCH = 16  # its Trainer's train_batch_size
 SMOKE = {
     "rounds": 1,
     "peak_n": 256,
@@ -141,6 +163,12 @@ SMOKE = {
     "gan_real_n": 1000,
     "gan_max_steps": 40,
     "gan_classifier_steps": 50,
+    "diffusion_steps": 20,
+    "diffusion_sample_steps": 2,
+    "diffusion_fid_n": 100,
+    "diffusion_real_n": 1000,
+    "diffusion_eval_every": 10,
+    "diffusion_max_steps": 30,
     "profile_steps": 3,
 }
 
@@ -654,16 +682,20 @@ def child_gan_anchor(spec: dict) -> None:
             fid_s = 0.0
 
 
-def child_gan_genai(spec: dict) -> None:
-    """genai's GAN run of the ``gan`` part, the FID of its EMA samples every ``eval_every``."""
+def child_genai_fid(spec: dict) -> None:
+    """genai's run of the ``gan`` or ``diffusion`` part (``spec["kind"]``): the registry's model
+    and trainer of that kind, the FID of its samples (the GAN's EMA generator, the diffusion
+    model's EMA net at its default sampler) every ``eval_every`` steps."""
     from genai.metrics import draw_samples
+    from genai.registry import get_kind
     from genai.training.engine import TrainingInterrupted
 
+    kind = get_kind(spec["kind"])
     train, fid_of, setup_s = gan_data(spec["classifier_steps"], spec["real_n"])
     torch.manual_seed(spec["seed"])
-    model = genai.GAN(genai.GANConfig(**spec["model"]))
+    model = kind.model(kind.config(**spec["model"]))
     every = spec["eval_every"]
-    config = genai.GANTrainConfig(**spec["train"], log_every=every, progress=False)
+    config = kind.train_config(**spec["train"], log_every=every, progress=False)
     total = config.total_steps(len(train) // config.batch_size)
     state = {"eval_s": 0.0, "hot": (0, 0.0), "setup_s": setup_s}
 
@@ -681,7 +713,7 @@ def child_gan_genai(spec: dict) -> None:
         print(json.dumps({"eval_step": record["step"], "fid": fid, "eval_s": eval_s}), flush=True)
 
     with contextlib.suppress(TrainingInterrupted):
-        genai.train_gan(model, train, config, callbacks=[evaluate])
+        kind.train(model, train, config, callbacks=[evaluate])
     steps, seconds = state["hot"]
     print(json.dumps({"summary": {"hot_steps": steps, "hot_s": seconds}}), flush=True)
 
@@ -708,25 +740,35 @@ def gan_params(config: dict) -> int:
     )
 
 
-def run_gan_genai(
-    args: argparse.Namespace, out: Path, r: int, model: dict, target: float, peak: dict, fl: float
+def run_genai_fid(
+    args: argparse.Namespace,
+    kind: str,
+    out: Path,
+    r: int,
+    model: dict,
+    target: float,
+    peak: dict,
+    fl: float,
 ) -> dict:
+    """One genai run of ``kind`` (``gan`` or ``diffusion``; its flags ``--KIND-max-steps``, ...)
+    until its FID is at most ``target``."""
+    flag = lambda name: getattr(args, f"{kind}_{name}")  # noqa: E731
     train = {
-        "out_dir": str(out), "max_steps": args.gan_max_steps, "device": "cpu", "seed": r,
-        "precision": args.gan_precision,
+        "out_dir": str(out), "max_steps": flag("max_steps"), "device": "cpu", "seed": r,
+        "precision": flag("precision"),
     }  # fmt: skip
-    spec = {"seed": r, "model": model, "train": train, "eval_every": args.gan_eval_every}
-    spec.update(fid_n=args.gan_fid_n, classifier_steps=args.gan_classifier_steps)
-    spec["real_n"] = args.gan_real_n
-    stop = None if args.run_to_end else below("fid", target, args.gan_max_steps)
-    run = run_stamped(child_command("gan-genai", spec), stop=stop)
+    spec = {"kind": kind, "seed": r, "model": model, "train": train}
+    spec.update(eval_every=flag("eval_every"), fid_n=flag("fid_n"), real_n=flag("real_n"))
+    spec["classifier_steps"] = args.gan_classifier_steps
+    stop = None if args.run_to_end else below("fid", target, flag("max_steps"))
+    run = run_stamped(child_command("genai-fid", spec), stop=stop)
     evals, eval_s = [], 0.0
     for t, e in json_lines(run["lines"], "fid"):
         eval_s += e["eval_s"]
         evals.append({**e, "t": t - eval_s})  # seconds to this FID, evaluations left out
     hit = next((e for e in evals if e["fid"] <= target), None)
     (_, end), *_ = json_lines(run["lines"], "summary")
-    dtype = "bf16" if args.gan_precision == "bf16" else "fp32"
+    dtype = "bf16" if flag("precision") == "bf16" else "fp32"
     return {
         "reached": hit is not None,
         "time_to_target_s": round(hit["t"], 2) if hit else None,
@@ -789,8 +831,8 @@ def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
         }
         this = {"round": r, "target_fid": best["fid"], "anchor": a}
         for name, model in models.items():
-            this[name] = run_gan_genai(
-                args, tmp / f"gan-{name}{r}", r, model, best["fid"], peak, flops[name]
+            this[name] = run_genai_fid(
+                args, "gan", tmp / f"gan-{name}{r}", r, model, best["fid"], peak, flops[name]
             )
         rounds.append(this)
     result["rounds"] = rounds
@@ -807,13 +849,119 @@ def bench_gan(args: argparse.Namespace, tmp: Path) -> dict:
 # ----------------------------------------------------------------------------------- diffusion
 
 
-def bench_diffusion(args: argparse.Namespace, tmp: Path) -> dict:
-    return {
-        "bench": "time_to_quality_diffusion",
-        "implemented": False,
-        "note": "not implemented: the diffusion defaults are being changed, and "
-        "denoising-diffusion-pytorch's Trainer is not wired in as an anchor yet",
+def child_diffusion_anchor(spec: dict) -> None:
+    """lucidrains' ``Trainer`` with its defaults on the PNG folder, then the FID of its EMA
+    model's samples (DDIM, ``sample_steps``; batches of 100, seeded)."""
+    sys.path.insert(0, spec["site"])
+    import denoising_diffusion_pytorch as ddp
+    from diffusion import lucidrains_model  # this folder's diffusion.py
+
+    torch.manual_seed(spec["seed"])
+    _, model = lucidrains_model(ddp, spec["sample_steps"])
+    trainer = ddp.Trainer(
+        model, spec["folder"], train_num_steps=spec["steps"], augment_horizontal_flip=False,
+        calculate_fid=False, results_folder=spec["results"],
+    )  # fmt: skip
+    t = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - t
+    start = time.perf_counter()
+    _, fid_of, _ = gan_data(spec["classifier_steps"], spec["real_n"])
+    ema = trainer.ema.ema_model.eval()
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        sizes = [min(100, spec["fid_n"] - i) for i in range(0, spec["fid_n"], 100)]
+        fake = torch.cat([ema.sample(batch_size=n) for n in sizes])
+    fid = fid_of(fake)
+    line = {"eval_step": spec["steps"], "fid": fid, "eval_s": time.perf_counter() - start}
+    print(json.dumps({**line, "train_s": train_s}), flush=True)
+
+
+def write_pngs(images: torch.Tensor, folder: Path) -> Path:
+    """``images`` (N, 1, H, W) uint8 as N grey PNG files in ``folder`` (what lucidrains'
+    ``Trainer`` reads)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def diffusion_sizes(ddp, train, sample_steps: int) -> tuple[dict, dict]:
+    """FLOPs of one training step (forward and backward) of each side at its batch size, and
+    each side's parameters (genai's EMA copy left out)."""
+    from diffusion import lucidrains_model
+
+    torch.manual_seed(0)
+    theirs_net, theirs = lucidrains_model(ddp, sample_steps)
+    ours = genai.Diffusion(genai.DiffusionConfig())
+    x = train.images.float() / 255.0
+    batch = genai.DiffusionTrainConfig().batch_size
+    flops = {
+        "anchor": counted_flops(lambda: theirs(x[:LUCIDRAINS_BATCH]).backward()),
+        "genai": counted_flops(lambda: ours(x[:batch])["loss"].backward()),
     }
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    return flops, {"anchor": count(theirs_net), "genai": count(ours.net)}
+
+
+def bench_diffusion(args: argparse.Namespace, tmp: Path) -> dict:
+    from diffusion import lucidrains_module
+
+    from genai.metrics import metric_classifier
+
+    peak = matmul_peak(args.peak_n)
+    site = tmp / "site"
+    ddp = lucidrains_module(site)  # installed for this run only
+    train = genai.load_images("mnist", "train")
+    metric_classifier(train, steps=args.gan_classifier_steps)  # trained and cached once, here
+    folder = write_pngs(train.images, tmp / "digits")
+    flops, params = diffusion_sizes(ddp, train, args.diffusion_sample_steps)
+    version = importlib.metadata.version("denoising-diffusion-pytorch")
+    result = {
+        "bench": "time_to_quality_diffusion",
+        **machine(),
+        "anchor": f"denoising-diffusion-pytorch {version} Trainer, its defaults (batch {LUCIDRAINS_BATCH}, Adam 1e-4, EMA 0.995) but "
+        f"train_num_steps {args.diffusion_steps} (its default: 100,000), no horizontal flips, "
+        f"no Inception FID; Unet(dim=16, dim_mults=(1, 2, 4)), GaussianDiffusion 1,000 steps, "
+        f"DDIM {args.diffusion_sample_steps} steps; the {len(train)} offline digits as PNGs",
+        "genai": f"train_diffusion, default DiffusionConfig() (unconditional) and "
+        f"DiffusionTrainConfig (precision {args.diffusion_precision}), at most "
+        f"{args.diffusion_max_steps} steps",
+        "fid": f"classifier FID, {args.diffusion_fid_n} samples (DDIM "
+        f"{args.diffusion_sample_steps} steps) against {args.diffusion_real_n or 'all'} of "
+        f"MNIST's test digits; genai's every {args.diffusion_eval_every} steps, the anchor's "
+        "after its run; its time left out of both sides",
+        "parameters": params,
+        "matmul_peak_gflop_per_s": peak,
+    }
+    model = {"sample_steps": args.diffusion_sample_steps}  # the default, 50, unless told
+    rounds = []
+    for r in range(args.rounds):
+        spec = {"seed": r, "steps": args.diffusion_steps, "site": str(site)}
+        spec.update(folder=str(folder), results=str(tmp / f"results{r}"))
+        spec.update(sample_steps=args.diffusion_sample_steps, fid_n=args.diffusion_fid_n)
+        spec.update(classifier_steps=args.gan_classifier_steps, real_n=args.diffusion_real_n)
+        run = run_stamped(child_command("diffusion-anchor", spec), cwd=tmp)
+        (_, e), *_ = json_lines(run["lines"], "fid")
+        a = {
+            "wall_s": round(run["wall_s"], 2),
+            "train_s": round(run["wall_s"] - e["eval_s"], 2),  # the whole process less the FID
+            "fid_eval_s": round(e["eval_s"], 2),
+            "fid": round(e["fid"], 3),
+            "hot_loop": flop_rate(flops["anchor"], e["eval_step"], e["train_s"], peak, "fp32"),
+        }
+        b = run_genai_fid(
+            args, "diffusion", tmp / f"diffusion{r}", r, model, e["fid"], peak, flops["genai"]
+        )
+        rounds.append({"round": r, "target_fid": e["fid"], "anchor": a, "genai": b})
+    result["rounds"] = rounds
+    result["anchor_summary"] = summary(rounds, "anchor", ("train_s", "fid"))
+    result["genai_summary"] = summary(rounds, "genai", ("time_to_target_s", "step_at_target"))
+    result["ratio_anchor_train_over_time_to_target"] = ratios(rounds, "train_s", "time_to_target_s")
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return result
 
 
 # ------------------------------------------------------------------------------------- profile
@@ -908,7 +1056,12 @@ def bench_profile(args: argparse.Namespace, tmp: Path) -> dict:
 # ---------------------------------------------------------------------------------------- main
 
 
-CHILDREN = {"vae": child_vae, "gan-anchor": child_gan_anchor, "gan-genai": child_gan_genai}
+CHILDREN = {
+    "vae": child_vae,
+    "gan-anchor": child_gan_anchor,
+    "genai-fid": child_genai_fid,
+    "diffusion-anchor": child_diffusion_anchor,
+}
 BENCHES = {
     "gpt": bench_gpt,
     "vae": bench_vae,
@@ -953,6 +1106,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gan-max-steps", type=int, default=3950, help="genai's at most")
     p.add_argument("--gan-precision", default="fp32")
     p.add_argument("--gan-classifier-steps", type=int, default=800)
+    p.add_argument("--diffusion-steps", type=int, default=1000, help="the anchor's steps")
+    p.add_argument("--diffusion-sample-steps", type=int, default=50, help="DDIM steps, both")
+    p.add_argument("--diffusion-fid-n", type=int, default=300, help="samples per FID")
+    p.add_argument("--diffusion-real-n", type=int, help="test digits of the FID (default: all)")
+    p.add_argument("--diffusion-eval-every", type=int, default=100)
+    p.add_argument("--diffusion-max-steps", type=int, default=1500, help="genai's at most")
+    p.add_argument("--diffusion-precision", default="fp32")
     p.add_argument("--profile-steps", type=int, default=10)
     p.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     if p.parse_known_args()[0].smoke:  # the toy sizes are defaults: flags given still win
