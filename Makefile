@@ -70,8 +70,8 @@ bench: $(STAMP)
 bench-ttq: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/time_to_quality.py
 
-# genai's own speed and quality figures (long: the GAN's default run alone takes 7-8 minutes
-# with native bf16, 10-13 in fp32).
+# genai's own speed and quality figures (long: the GAN's default run alone takes 10-13 minutes
+# in fp32, 7-8 with --precision bf16 on a CPU with native bf16).
 bench-quality: $(STAMP)
 	$(BENCH_LOCK) $(PY) benchmarks/vae.py
 	$(BENCH_LOCK) $(PY) benchmarks/gan.py

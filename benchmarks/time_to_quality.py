@@ -60,9 +60,7 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
   the offline digits, 5,000 samples with uniform labels against MNIST's 10,000 test digits; G
   in train mode, as the examples draw their samples); target: its best FID. B is
   ``genai.train_gan`` with the default ``GANTrainConfig`` (augmentation, mode-seeking term,
-  EMA; at most 3,950 steps) but ``precision="fp32"`` (``--gan-precision``; the measured rows
-  were taken in fp32 before ``"auto"`` became the GAN's default, and the flag keeps them
-  comparable) of the conditional ``GANConfig(num_classes=10)`` (the same
+  EMA; fp32, ``--gan-precision``; at most 3,950 steps) of the conditional ``GANConfig(num_classes=10)`` (the same
   nets) and of the unconditional ``GANConfig()`` (fewer parameters: no label embeddings), the
   same FID of its EMA generator's samples every 158 steps. Sampling and FID are the
   benchmark's, not either side's: their seconds, and those of setting the FID up (the cached
@@ -768,7 +766,11 @@ def run_genai_fid(
         evals.append({**e, "t": t - eval_s})  # seconds to this FID, evaluations left out
     hit = next((e for e in evals if e["fid"] <= target), None)
     (_, end), *_ = json_lines(run["lines"], "summary")
-    dtype = "bf16" if flag("precision") == "bf16" else "fp32"
+    from genai.core.device import resolve_precision
+
+    dtype = (
+        "bf16" if resolve_precision(flag("precision"), torch.device("cpu")) == "bf16" else "fp32"
+    )
     return {
         "reached": hit is not None,
         "time_to_target_s": round(hit["t"], 2) if hit else None,

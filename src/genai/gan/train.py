@@ -14,7 +14,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from genai.core.device import PRECISIONS
 from genai.core.fields import check_model, coerce_config, field, fit_default
 from genai.data.batches import ImageBatches
 from genai.data.dataset import ImageDataset, as_dataset, check_shape, take_classes
@@ -26,9 +25,7 @@ from genai.training.engine import Callback, TrainConfig, Trainer, fit, maybe_com
 
 @dataclass
 class GANTrainConfig(TrainConfig):
-    """Training of a GAN. Adds to :class:`TrainConfig` (``lr`` is both nets' Adam LR; the
-    default ``precision`` is ``"auto"``: bf16 autocast where the device computes bf16 natively,
-    which kept FID and label accuracy within the fp32 seeds' spread, see docs/gan.md):
+    """Training of a GAN. Adds to :class:`TrainConfig` (``lr`` is both nets' Adam LR):
 
     Attributes:
         betas: Adam's betas for both optimizers (DCGAN's (0.5, 0.999)).
@@ -61,7 +58,6 @@ class GANTrainConfig(TrainConfig):
     n_grid: int = field(10, gt=0)
     augment: bool = True
     mode_seeking: float = field(0.05, ge=0)
-    precision: str = field("auto", choices=PRECISIONS)
 
     default_max_steps: ClassVar[int] = 9360  # 120 epochs of the 5,000 offline digits
 
