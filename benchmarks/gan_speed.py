@@ -45,6 +45,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import genai
+from genai.core.device import native_bf16
 from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTask, GANTrainConfig
 from genai.training.engine import Trainer
@@ -143,15 +144,6 @@ class GenaiLoop:
         self.t += 1
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
-
 def flop_per_image(loop) -> float:
     """Convolution and matmul FLOPs (forward and backward) of one step of ``loop``, per image."""
     with FlopCounterMode(display=False) as counter:
@@ -220,7 +212,7 @@ def main() -> None:
                 "fp32_bound_over_reference": round(
                     peak["fp32"] * 1e9 / flops["genai"] / med["reference"], 3
                 ),
-                "cpu_has_native_bf16": native_bf16(),
+                "cpu_has_native_bf16": native_bf16(torch.device("cpu")),
                 "folder_images": args.images,
                 "decode_s": round(load_s, 2),
                 "cached_load_s": round(cached_load_s, 3),

@@ -223,11 +223,12 @@ def json_lines(lines: list[tuple[float, str]], key: str) -> list[tuple[float, di
 
 def matmul_peak(n: int) -> dict[str, float]:
     """This CPU's matmul rate in GFLOP/s (an n x n x n ``torch.mm``), fp32 and bf16."""
-    from gan_speed import native_bf16
     from lm import matmul_gflops
 
+    from genai.core.device import native_bf16
+
     peak = {d: round(matmul_gflops(getattr(torch, t), n=n), 1) for d, t in PEAK_DTYPES}
-    return {**peak, "n": n, "cpu_has_native_bf16": native_bf16()}
+    return {**peak, "n": n, "cpu_has_native_bf16": native_bf16(torch.device("cpu"))}
 
 
 PEAK_DTYPES = (("fp32", "float32"), ("bf16", "bfloat16"))
