@@ -42,8 +42,10 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
   over the continuous pixels + KL, one posterior sample, per test image). B is
   ``genai.train_vae`` of ``VAEConfig(arch="mlp", hidden_dims=(400,), latent_dim=20)`` (the
   examples' 652,824 parameters) with genai's training defaults (AdamW, warmup, cosine, KL
-  warm-up, batch 128) but ``lr=4e-3`` (``--vae-lr``; the default is 2e-3) for 6 epochs
-  (``--vae-genai-epochs``) of the same training images; every half epoch a callback
+  warm-up, batch 128) but a short-run recipe: ``lr=8e-3`` (``--vae-lr``; the default is 2e-3),
+  ``betas=(0.9, 0.95)`` (``--vae-betas``; 0.999), the cosine to 0 (``--vae-min-lr-ratio``;
+  0.1), 4 epochs (``--vae-genai-epochs``) of the same training images, in a process that
+  flushes subnormal floats as the ``genai`` command does; every half epoch a callback
   computes the examples' test loss, with the examples' own formula (``F.binary_cross_entropy``
   of the decoder's sigmoid, summed, + the KL sum, batches of 128, / 10,000), on the same test
   images. Both sides' evaluations count in their time, and so do genai's defaults' sample
@@ -545,6 +547,7 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
         "anchor": f"pytorch/examples vae/main.py --no-accel --epochs {args.vae_epochs}",
         "genai": f"train_vae VAEConfig(arch='mlp', hidden_dims=(400,), latent_dim=20), "
         f"{args.vae_genai_epochs} epochs, batch {args.vae_batch_size}, lr {args.vae_lr}, "
+        f"betas {tuple(args.vae_betas)}, min_lr_ratio {args.vae_min_lr_ratio}, "
         f"precision {args.vae_precision}, examples' test loss every {eval_every} steps",
         "train_images": train_images,
         "matmul_peak_gflop_per_s": peak,
@@ -561,7 +564,7 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
         train = {
             "out_dir": str(tmp / f"vae{r}"), "epochs": args.vae_genai_epochs, "device": "cpu",
             "batch_size": args.vae_batch_size, "precision": args.vae_precision, "seed": r,
-            **({"lr": args.vae_lr} if args.vae_lr else {}),
+            "lr": args.vae_lr, "betas": args.vae_betas, "min_lr_ratio": args.vae_min_lr_ratio,
         }  # fmt: skip
         spec = {"seed": r, "root": str(root), "model": VAE_MODEL, "train": train}
         spec["eval_every"] = eval_every
@@ -1065,6 +1068,7 @@ CHILDREN = {
     "genai-fid": child_genai_fid,
     "diffusion-anchor": child_diffusion_anchor,
 }
+GENAI_CHILDREN = ("vae", "genai-fid")
 BENCHES = {
     "gpt": bench_gpt,
     "vae": bench_vae,
@@ -1096,9 +1100,11 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--vae-limit", type=int, help="first N images of each split (default: all)")
     p.add_argument("--vae-epochs", type=int, default=10, help="the examples' epochs")
-    p.add_argument("--vae-genai-epochs", type=int, default=6)
+    p.add_argument("--vae-genai-epochs", type=int, default=4)
     p.add_argument("--vae-batch-size", type=int, default=EXAMPLES_BATCH)
-    p.add_argument("--vae-lr", type=float, default=4e-3, help="genai's (VAETrainConfig's: 2e-3)")
+    p.add_argument("--vae-lr", type=float, default=8e-3, help="genai's (VAETrainConfig's: 2e-3)")
+    p.add_argument("--vae-betas", type=float, nargs=2, default=[0.9, 0.95], help="(0.9, 0.999)")
+    p.add_argument("--vae-min-lr-ratio", type=float, default=0.0, help="genai's (default 0.1)")
     p.add_argument("--vae-precision", default="fp32")
     p.add_argument("--vae-eval-every", type=int, help="steps (default: half an epoch)")
     p.add_argument("--gan-epochs", type=int, default=25, help="the DCGAN's (its --niter)")
@@ -1131,6 +1137,8 @@ def main() -> None:
     args = parse_args()
     if args.child:
         kind, spec = args.child
+        if kind in GENAI_CHILDREN:  # genai's runs, in a process as the genai command's
+            torch.set_flush_denormal(True)  # as genai.cli.run does; the anchors' runs do not
         CHILDREN[kind](json.loads(spec))
         return
     if args.threads:  # the processes started here inherit it

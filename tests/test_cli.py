@@ -151,3 +151,18 @@ def test_demo_writes_its_pictures_and_text(tmp_path):
         assert (tmp_path / "again" / kind / "digits.png").read_bytes() == picture.read_bytes()
     assert Image.open(tmp_path / "demo" / "diffusion" / "digits.png").size == (302, 302)
     assert genai.load(tmp_path / "demo" / "gpt").config.block_size == 64
+
+
+def test_the_command_flushes_subnormals_and_main_leaves_the_process_alone():
+    """``genai`` (the console script, ``cli.run``) sets FTZ/DAZ for its own process; ``main``
+    called from Python does not touch it (a subnormal times 1 stays itself)."""
+    code = (
+        "import sys, torch; from genai import cli\n"
+        "tiny = lambda: (torch.full((64,), 1e-39) * 1.0)[0].item()\n"
+        "assert cli.main(['--help']) == 0 and tiny() > 0, 'main changed the process'\n"
+        "sys.argv = ['genai', '--help']\n"
+        "assert cli.run() == 0\n"
+        "print(tiny())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout.split()[-1]) == 0.0
