@@ -254,7 +254,9 @@ class MLP(nn.Module):
             h = F.gelu(h, approximate="tanh")
         elif self.kind == "relu2":
             h = F.relu(h)
-            h = h * h  # ReLU^2; on the CPU 0.2 ms a layer faster than .square() forward+backward
+            h = (
+                h * h
+            )  # ReLU^2: forward+backward of (12, 64, 512) bf16 on the CPU 462 us vs 662 for .square()
         else:
             gate, value = h.chunk(2, dim=-1)
             h = F.silu(gate) * value
