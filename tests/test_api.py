@@ -34,6 +34,11 @@ def test_save_pretrained_round_trip_is_exact(tmp_path, kind):
     loaded = cls.from_pretrained(path, device="cpu")
     assert same_weights(model, loaded) and loaded.config == model.config and not loaded.training
     assert same_weights(model, genai.load(path, "cpu"))  # the kind-agnostic loader reads it too
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    genai.load(path, "cpu")  # its random init is replaced by the weights: the RNG stays as it was
+    assert torch.equal(torch.rand(3), expected)
     other = genai.VAE if cls is not genai.VAE else genai.GAN
     with pytest.raises(
         genai.CheckpointError, match=f"holds a {cls.__name__.upper()} .*, not a {other.__name__}"

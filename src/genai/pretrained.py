@@ -51,7 +51,8 @@ def build(model_cls: type[nn.Module], fields: Any = None) -> nn.Module:
 def read_model(path: str | Path, model_cls: type[nn.Module], config: dict) -> nn.Module:
     """The model of checkpoint folder ``path`` whose ``config.json`` is ``config``, on CPU."""
     try:
-        model = build(model_cls, config["model_config"])
+        with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the RNG
+            model = build(model_cls, config["model_config"])
     except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{path}: invalid model config in {CONFIG} ({e})") from e
     model._load_weights(path, config)
