@@ -3,7 +3,8 @@
 * ``sec_per_60k_images``: median of ``--repeats`` timed runs of ``--timing-steps`` training steps
   (default conditional model, default training config), scaled to 60,000 real images.
 * Quality after training with the defaults (``GANConfig(num_classes=10)`` and
-  ``GANTrainConfig()``; plus an unconditional ``GANConfig()`` unless ``--no-unconditional``) on
+  ``GANTrainConfig()``; plus an unconditional ``GANConfig()`` unless ``--no-unconditional``;
+  ``--no-conditional`` trains the unconditional one alone) on
   the training split: classifier FID against the official test set, Inception Score, classes
   covered, label entropy and conditional accuracy.
 * The same FID for real training digits (the floor), for two seeded halves of the test set,
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--vae-run", default=None, help="use this trained VAE run instead")
     parser.add_argument("--no-unconditional", action="store_true")
+    parser.add_argument("--no-conditional", action="store_true")
     parser.add_argument(
         "--data", default="mnist", help="a named 1x28x28 dataset with 10 classes (fashion-mnist)"
     )
@@ -127,7 +129,7 @@ def main() -> None:
             classifier_fid(classifier, test.images[perm[:half]], test.images[perm[half:]]), 3
         ),
     }
-    runs = [("conditional", GANConfig(num_classes=10))]
+    runs = [] if args.no_conditional else [("conditional", GANConfig(num_classes=10))]
     if not args.no_unconditional:
         runs.append(("unconditional", GANConfig()))
     for name, model_config in runs:
