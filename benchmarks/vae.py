@@ -52,10 +52,11 @@ def run(config: genai.VAEConfig, train, test, epochs: int, out: Path, **train_kw
     }, model
 
 
-def defaults(seeds: int, mnist_root: str, tmp: Path) -> dict:
-    """`genai train vae` as a user runs it (offline digits, no flags but --seed), per seed: wall
-    time, and on the official test digits its samples' classifier FID (in the feature space of
-    a classifier trained on the training digits), classes covered and active latent units."""
+def defaults(seeds: range, mnist_root: str, tmp: Path, flags: tuple[str, ...] = ()) -> dict:
+    """`genai train vae` as a user runs it (offline digits, no flags but --seed and ``flags``,
+    e.g. ``--precision bf16``), per seed: wall time, and on the official test digits its
+    samples' classifier FID (in the feature space of a classifier trained on the training
+    digits), classes covered and active latent units."""
     from genai.cli import main as cli
     from genai.metrics import active_units, evaluate_samples, metric_classifier, real_data_floor
 
@@ -63,13 +64,11 @@ def defaults(seeds: int, mnist_root: str, tmp: Path) -> dict:
     test = genai.load_images("mnist", "test", root=mnist_root)
     classifier = metric_classifier(train, steps=800)
     runs = []
-    for seed in range(seeds):
+    for seed in seeds:
         out = tmp / f"defaults{seed}"
         t = time.perf_counter()
-        assert (
-            cli(["-q", "train", "vae", "--seed", str(seed), "--out-dir", str(out), "--no-progress"])
-            == 0
-        )
+        argv = ["-q", "train", "vae", "--seed", str(seed), "--out-dir", str(out), *flags]
+        assert cli([*argv, "--no-progress"]) == 0
         seconds = time.perf_counter() - t
         vae = genai.load(out, "cpu")
         samples = evaluate_samples(vae, classifier, test.images, n=5000, seed=seed)
@@ -94,6 +93,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--mnist-root", default=str(SHARED_MNIST))
     p.add_argument("--seeds", type=int, default=5, help="runs of the defaults part")
+    p.add_argument("--seed-start", type=int, default=0, help="the defaults part's first seed")
+    p.add_argument("--precision", default=None, help="the defaults part's --precision")
     p.add_argument("--iwae-steps", type=int, default=3000)
     p.add_argument("--iwae-k", type=int, default=1000)
     p.add_argument("--iwae-n", type=int, default=1000, help="test digits for the IWAE NLL; 0 = all")
@@ -117,7 +118,9 @@ def main() -> None:
                 genai.VAEConfig(), train, test, args.epochs, tmp / "default"
             )
         if "defaults" in parts:
-            result["defaults"] = defaults(args.seeds, args.mnist_root, tmp)
+            flags = ("--precision", args.precision) if args.precision else ()
+            seeds = range(args.seed_start, args.seed_start + args.seeds)
+            result["defaults"] = defaults(seeds, args.mnist_root, tmp, flags)
         if "iwae" in parts:
             digits = genai.load_images("mnist", "train")
             mnist_test = genai.load_images("mnist", "test", root=args.mnist_root)

@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from genai.core.device import PRECISIONS
 from genai.core.fields import check_model, coerce_config, field, fit_default
 from genai.data.batches import ImageBatches
 from genai.data.dataset import ImageDataset, as_dataset, check_shape
@@ -32,6 +33,10 @@ class VAETrainConfig(TrainConfig):
         binarize: dynamic binarization of training batches (and a fixed binarization of the
             evaluation set), the standard protocol for likelihoods on MNIST.
         eval_batch_size: batch size of evaluation passes.
+
+    ``precision`` defaults to ``"auto"``: bf16 autocast where the device computes bf16 natively,
+    fp32 elsewhere (measured over 3 seeds of the default run: the same FID and test nats,
+    1.24x faster on a CPU with AMX; docs/vae.md). Evaluation runs in fp32 either way.
     """
 
     out_dir: str = "runs/vae"
@@ -43,6 +48,7 @@ class VAETrainConfig(TrainConfig):
     kl_warmup_steps: int = field(200, ge=0)
     binarize: bool = False
     eval_batch_size: int = field(1000, gt=0)
+    precision: str = field("auto", choices=PRECISIONS)
 
     # 4,000 steps of 128 images: about 100 epochs of the 5,000 offline digits, 8.5 of MNIST.
     default_max_steps: ClassVar[int] = 4000
