@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="override GANTrainConfig.precision")
     parser.add_argument("--seed", type=int, default=0, help="the quality runs' (init and training)")
     args = parser.parse_args()
+    if args.no_conditional and args.no_unconditional:
+        parser.error("--no-conditional and --no-unconditional leave no GAN to train")
     torch.set_num_threads(args.threads)
 
     root = args.root or (str(SHARED_MNIST) if args.data == "mnist" else None)
