@@ -406,7 +406,7 @@ def bench_vae(args: argparse.Namespace, tmp: Path) -> dict:
         out = tmp / f"vae{epoch}"
         config = genai.VAETrainConfig(
             out_dir=str(out), epochs=1, batch_size=128, lr=1e-3, device="cpu", seed=epoch,
-            log_every=steps, overwrite=True,
+            log_every=steps, overwrite=True, precision="fp32",  # the examples' arithmetic
         )  # fmt: skip
         genai.train_vae(model, train, config)
         # The epoch's training steps (metrics' clock starts at step 0), scaled to 60,000 images.

@@ -994,7 +994,7 @@ def genai_steps(tmp: Path) -> dict[str, Callable[[], None]]:
     batches = task.setup(cpu)
     trainer = Trainer(config, cpu, task.configure_optimizers())
     fashion = genai.load_images("fashion-mnist", "train")
-    vae_config = genai.VAETrainConfig(out_dir=str(tmp / "vae"), device="cpu")
+    vae_config = genai.VAETrainConfig(out_dir=str(tmp / "vae"), device="cpu", precision="fp32")
     vae = VAETask(genai.VAE(genai.VAEConfig(**VAE_MODEL)), fashion, vae_config, None)
     vae_batches = vae.setup(cpu)
     vae_trainer = Trainer(vae_config, cpu, vae.configure_optimizers())

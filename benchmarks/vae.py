@@ -38,7 +38,8 @@ def run(config: genai.VAEConfig, train, test, epochs: int, out: Path, **train_kw
     cfg = genai.VAETrainConfig(
         out_dir=str(out), epochs=epochs, batch_size=128, lr=1e-3, device="cpu", progress=False,
         log_every=steps_per_epoch, eval_every=epochs * steps_per_epoch,
-        sample_every=epochs * steps_per_epoch, overwrite=True, warmup_steps=0, **train_kw,
+        sample_every=epochs * steps_per_epoch, overwrite=True, warmup_steps=0, precision="fp32",
+        **train_kw,
     )  # fmt: skip
     summary = genai.train_vae(model, train, cfg, eval_data=test)
     times = [r["time"] for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
