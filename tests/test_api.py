@@ -55,7 +55,11 @@ def test_gpt_from_huggingface_saves_with_its_tokenizer(tmp_path):
     config = transformers.GPT2Config(vocab_size=280, n_positions=16, n_embd=16, n_layer=1, n_head=2)
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     bpe.tokenizer.save(str(folder / "tokenizer.json"))
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
     gpt = genai.GPT.from_huggingface(folder)
+    assert torch.equal(torch.rand(3), expected)  # the global RNG is where it was
     gpt.save_pretrained(tmp_path / "mine")
     back = genai.GPT.from_pretrained(tmp_path / "mine", device="cpu")
     assert same_weights(gpt, back)

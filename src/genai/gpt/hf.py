@@ -115,11 +115,12 @@ def from_huggingface(cls: type[nn.Module], model_or_dir: Any) -> Any:
     """A ``cls`` (the GPT class) with the weights of a ``transformers`` GPT-2, Llama or Qwen2
     causal LM (or a local folder of one); see ``GPT.from_huggingface``."""
     tokenizer, source = None, None
-    if isinstance(model_or_dir, (str, Path)):
-        source = str(Path(model_or_dir).resolve())
-        model_or_dir, tokenizer = _load_folder(Path(model_or_dir))
-    hf = model_or_dir
-    model = cls(config_fields(hf.config))
+    with torch.random.fork_rng(devices=[]):  # random inits, overwritten: leave the RNG alone
+        if isinstance(model_or_dir, (str, Path)):
+            source = str(Path(model_or_dir).resolve())
+            model_or_dir, tokenizer = _load_folder(Path(model_or_dir))
+        hf = model_or_dir
+        model = cls(config_fields(hf.config))
     hf_state = hf.state_dict()
     if hf.config.model_type != "gpt2":
         state = hf_llama.state_from_hf(hf_state, model.config)
