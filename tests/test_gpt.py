@@ -227,6 +227,17 @@ def test_bad_sampling_arguments(kwargs, match):
         model.generate(**args)
 
 
+@pytest.mark.parametrize("bad", [13, -1])
+def test_forward_and_generate_name_an_id_outside_the_vocabulary(bad):
+    model = tiny()  # vocab_size 13
+    idx = torch.tensor([[1, bad, 2]])
+    match = r"token ids in \[0, vocab_size=13\), got torch.int64 values in \[-?\d+, \d+\]"
+    with pytest.raises(ValueError, match=match):
+        model(idx)
+    with pytest.raises(ValueError, match=match):
+        model.generate(idx, 2)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_huggingface_logits_parity(bias):
     pytest.importorskip("transformers")

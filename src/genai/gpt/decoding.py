@@ -175,6 +175,15 @@ class GraphedDecodeStep:
         return self.logits
 
 
+def check_ids(idx: torch.Tensor, vocab: int) -> None:
+    """Raise ``ValueError`` unless ``idx`` holds integer token ids in ``[0, vocab)``."""
+    if idx.is_floating_point() or int(idx.min()) < 0 or int(idx.max()) >= vocab:
+        raise ValueError(
+            f"idx must hold token ids in [0, vocab_size={vocab}), got "
+            f"{idx.dtype} values in [{idx.min().item()}, {idx.max().item()}]"
+        )
+
+
 def _check(
     model: Decoder,
     idx: torch.Tensor,
@@ -192,11 +201,7 @@ def _check(
         raise ValueError(f"window_shift must be in [1, block_size={block}], got {shift}")
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError(f"idx must be (B, T) token ids with T >= 1, got shape {tuple(idx.shape)}")
-    if idx.is_floating_point() or int(idx.min()) < 0 or int(idx.max()) >= vocab:
-        raise ValueError(
-            f"idx must hold token ids in [0, vocab_size={vocab}), got "
-            f"{idx.dtype} values in [{idx.min().item()}, {idx.max().item()}]"
-        )
+    check_ids(idx, vocab)
     if vocab_limit is not None and not 1 <= vocab_limit <= vocab:
         raise ValueError(f"vocab_limit must be in [1, vocab_size={vocab}], got {vocab_limit}")
     return shift

@@ -353,7 +353,11 @@ class GPT(nn.Module, Pretrained):
         pos = (
             torch.arange(T, device=idx.device) if cache is None else cache.positions(T, idx.device)
         )
-        x = self.transformer.wte(idx)  # (B, T, C)
+        try:
+            x = self.transformer.wte(idx)  # (B, T, C)
+        except IndexError:  # an id out of range, on CPU (CUDA asserts on the device instead)
+            decoding.check_ids(idx, self.config.vocab_size)
+            raise
         if "wpe" in self.transformer:
             x = x + self.transformer.wpe(pos)
         x = self.transformer.drop(x)
