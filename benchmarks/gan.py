@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 import genai
+from genai.core.device import PRECISIONS
 from genai.data.dataset import DatasetError
 from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTrainConfig, train_gan
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap the quality runs")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
-    parser.add_argument("--precision", default=None, help="override GANTrainConfig.precision")
+    parser.add_argument("--precision", choices=PRECISIONS, help="override GANTrainConfig.precision")
     parser.add_argument("--seed", type=int, default=0, help="the quality runs' (init and training)")
     args = parser.parse_args()
     if args.no_conditional and args.no_unconditional:

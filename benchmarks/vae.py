@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import genai
+from genai.core.device import PRECISIONS
 from genai.plots import read_metrics
 from genai.vae.evaluate import eval_images, evaluate_vae
 
@@ -68,8 +69,8 @@ def defaults(seeds: range, mnist_root: str, tmp: Path, flags: tuple[str, ...] = 
     for seed in seeds:
         out = tmp / f"defaults{seed}"
         t = time.perf_counter()
-        argv = ["-q", "train", "vae", "--seed", str(seed), "--out-dir", str(out), *flags]
-        assert cli([*argv, "--no-progress"]) == 0
+        argv = ["-q", "train", "vae", "--seed", str(seed), "--out-dir", str(out), "--no-progress"]
+        assert cli([*argv, *flags]) == 0
         seconds = time.perf_counter() - t
         vae = genai.load(out, "cpu")
         samples = evaluate_samples(vae, classifier, test.images, n=5000, seed=seed)
@@ -95,7 +96,7 @@ def main() -> None:
     p.add_argument("--mnist-root", default=str(SHARED_MNIST))
     p.add_argument("--seeds", type=int, default=5, help="runs of the defaults part")
     p.add_argument("--seed-start", type=int, default=0, help="the defaults part's first seed")
-    p.add_argument("--precision", default=None, help="the defaults part's --precision")
+    p.add_argument("--precision", choices=PRECISIONS, help="the defaults part's --precision")
     p.add_argument("--iwae-steps", type=int, default=3000)
     p.add_argument("--iwae-k", type=int, default=1000)
     p.add_argument("--iwae-n", type=int, default=1000, help="test digits for the IWAE NLL; 0 = all")

@@ -203,6 +203,24 @@ def test_loss_falls_on_real_digits(tmp_path):
     assert summary["eval"]["loss"] < 300  # nats per digit; an untrained model is ~550
 
 
+def test_default_precision_is_auto_and_the_test_elbo_is_computed_in_fp32(
+    tmp_path, idx_root, monkeypatch
+):
+    """bf16 where the device has it natively (docs/vae.md, 3 seeds); the evaluation stays fp32."""
+    assert VAETrainConfig().precision == "auto"
+    assert genai.GANTrainConfig().precision == "fp32"  # the unconditional GAN lost a class in bf16
+    seen, original = [], genai.vae.train.evaluate_vae
+
+    def evaluate(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(genai.vae.train, "evaluate_vae", evaluate)
+    data = genai.load_images("mnist", "train", root=idx_root)
+    summary = train_vae(VAE(VAEConfig(**TINY)), data, tiny_config(tmp_path, precision="bf16"), data)
+    assert seen == [False, False] and math.isfinite(summary["eval"]["loss"])
+
+
 def test_train_step_changes_params_and_eval_does_not(tmp_path, idx_root):
     data = genai.load_images("mnist", "train", root=idx_root)
     vae = VAE(VAEConfig(**TINY))

@@ -253,10 +253,9 @@ class MLP(nn.Module):
         if self.kind == "gelu":
             h = F.gelu(h, approximate="tanh")
         elif self.kind == "relu2":
+            # ReLU^2 as a product: fwd+bwd of (12, 64, 512) bf16 on a CPU 462 us, .square() 662
             h = F.relu(h)
-            h = (
-                h * h
-            )  # ReLU^2: forward+backward of (12, 64, 512) bf16 on the CPU 462 us vs 662 for .square()
+            h = h * h
         else:
             gate, value = h.chunk(2, dim=-1)
             h = F.silu(gate) * value
