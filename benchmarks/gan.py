@@ -14,7 +14,10 @@
 ``/usr/share/datasets/fashion-mnist`` or ``--root``), judged by a classifier trained on
 Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
 ``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision,
-``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``). For MNIST,
+``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
+``--fid-epochs 80,100,120`` the same scores along each quality run, after those epochs (the
+default schedule is constant, so the first N epochs of a run are an N-epoch run; the scoring runs
+under ``torch.random.fork_rng`` and is left out of the train seconds). For MNIST,
 ``--root`` defaults to ``../shared/data/mnist``; when it holds the test split only, training
 uses the 5,000 offline digits.
 
@@ -44,6 +47,36 @@ from genai.vae.train import VAETrainConfig, train_vae
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
+def epoch_list(text: str) -> tuple[int, ...]:
+    """``--fid-epochs``: comma-separated positive epochs, e.g. ``80,100,120``."""
+    try:
+        epochs = tuple(sorted({int(e) for e in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs like 80,100,120, got {text!r}") from None
+    if epochs[0] < 1:
+        raise argparse.ArgumentTypeError(f"epochs must be >= 1, got {text!r}")
+    return epochs
+
+
+def scores_along(model, classifier, real, n: int, steps: dict[int, int], out: dict):
+    """A callback that scores ``model`` (:func:`evaluate_samples`) at the train records of
+    ``steps`` (step -> epoch) into ``out[epoch]``, leaving the RNG and the train mode as they
+    were; its seconds go to ``out["seconds"]``."""
+    out["seconds"] = 0.0
+
+    def callback(record: dict) -> None:
+        if record["split"] != "train" or record["step"] not in steps:
+            return
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            scores = evaluate_samples(model.eval(), classifier, real, n=n)
+        model.train()
+        out[steps[record["step"]]] = {k: round(v, 4) for k, v in scores.items()}
+        out["seconds"] += time.perf_counter() - t0
+
+    return callback
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -69,6 +102,7 @@ def main() -> None:
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
     parser.add_argument("--precision", choices=PRECISIONS, help="override GANTrainConfig.precision")
     parser.add_argument("--seed", type=int, default=0, help="the quality runs' (init and training)")
+    parser.add_argument("--fid-epochs", type=epoch_list, default=(), help="e.g. 80,100,120")
     args = parser.parse_args()
     if args.no_conditional and args.no_unconditional:
         parser.error("--no-conditional and --no-unconditional leave no GAN to train")
@@ -141,9 +175,18 @@ def main() -> None:
         config = GANTrainConfig(
             out_dir=f"{tmp}/{name}", progress=False, device=args.device, **overrides
         )
+        callbacks, along = [], {}
+        if args.fid_epochs:
+            per_epoch = len(train) // config.batch_size  # the steps of an epoch (full batches)
+            config.log_every = per_epoch  # a train record at the end of every epoch
+            steps = {e * per_epoch: e for e in args.fid_epochs}
+            callbacks.append(scores_along(model, classifier, test.images, args.n, steps, along))
         t0 = time.perf_counter()
-        train_gan(model, train, config)
-        result[f"{name}_train_seconds"] = round(time.perf_counter() - t0, 1)
+        train_gan(model, train, config, callbacks)
+        seconds = time.perf_counter() - t0 - along.pop("seconds", 0.0)
+        result[f"{name}_train_seconds"] = round(seconds, 1)
+        if along:
+            result[f"{name}_along_epochs"] = along
         t0 = time.perf_counter()
         scores = evaluate_samples(model.eval(), classifier, test.images, n=args.n)
         result[f"{name}_eval_seconds"] = round(time.perf_counter() - t0, 1)

@@ -27,12 +27,15 @@ anchors are the unmodified copies in ``../shared/anchors`` (see its README).
   in it: only the seed (``anchors.py``'s wrapper adds the round to its fixed 1337). Target:
   its validation loss at iteration 2,000. B is ``genai train gpt`` at the same size on the same
   characters (the last 10% held out, as nanoGPT's ``val.bin``) with ``--recipe modern
-  --precision bf16 --max-steps 300 --decay-fraction 0.5`` (a schedule that ends at 300
-  steps), its validation loss at the end only, as nanoGPT's (``--eval-every 300``; earlier
-  ones with ``--gpt-eval-every``), on the same 200-batch estimate (``--eval-batches 200``;
-  genai computes it at the training precision, as nanoGPT's ``estimate_loss`` runs under its
-  autocast context, which is fp32 on a CPU), ``--log-every 10``, no progress bar, no text
-  samples. Both sides' evaluations count in their time. Its FLOP count: 6 N + 12 L C T per token (N the weights of the Linear layers, lm head
+  --precision bf16 --batch-size 24 --max-steps 160 --decay-fraction 0.5`` (a short-run
+  schedule: 246k training tokens, as nanoGPT's 2,000 x 12 x 64 would be 1.5M, in steps of 24
+  windows, which cost 1.6x a 12-window step on this CPU for twice the tokens, since the
+  optimizer step and the per-step work do not grow with the batch; ``--gpt-batch-size``,
+  ``--gpt-steps``), its validation loss at the end only, as nanoGPT's (``--eval-every 160``;
+  earlier ones with ``--gpt-eval-every``), on an estimate of the same 2,400 windows as
+  nanoGPT's 200 batches of 12 (``--eval-batches 100`` of 24; genai computes it at the training
+  precision, as nanoGPT's ``estimate_loss`` runs under its autocast context, which is fp32 on
+  a CPU), ``--log-every 10``, no progress bar, no text samples. Both sides' evaluations count in their time. Its FLOP count: 6 N + 12 L C T per token (N the weights of the Linear layers, lm head
   included; nanoGPT's and PaLM's estimate). Hot loops: nanoGPT's printed ``dt`` of the
   iterations without an evaluation; genai's ``metrics.jsonl`` log intervals without one.
 - ``vae``: A is pytorch/examples' ``vae/main.py`` unchanged (``--no-accel``, ``--seed`` 1 + the
@@ -144,6 +147,7 @@ GPT_SIZE = {"block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128}
 VAE_MODEL = {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20}
 EXAMPLES_BATCH = 128
 DCGAN_BATCH = 64
+NANOGPT_BATCH = 12  # its README CPU config's --batch_size
 LUCIDRAINS_BATCH = 16  # its Trainer's train_batch_size
 SMOKE = {
     "rounds": 1,
@@ -266,7 +270,7 @@ def linear_weights(model: nn.Module) -> int:
     return sum(seen.values())
 
 
-def gpt_flops_per_step(model: nn.Module, batch: int = 12) -> float:
+def gpt_flops_per_step(model: nn.Module, batch: int = NANOGPT_BATCH) -> float:
     """6 N + 12 L C T FLOPs per token (forward and backward; N: the Linear weights), x tokens."""
     c = model.config
     per_token = 6 * linear_weights(model) + 12 * c.n_layer * c.n_embd * c.block_size
@@ -354,14 +358,19 @@ def gpt_hot_loop(out: Path) -> tuple[int, float]:
     return steps, seconds
 
 
+def genai_eval_batches(args: argparse.Namespace) -> int:
+    """genai's ``--eval-batches``: as many windows as nanoGPT's ``--eval_iters`` batches hold."""
+    return args.gpt_eval_batches * NANOGPT_BATCH // args.gpt_batch_size
+
+
 def run_gpt_genai(
     args: argparse.Namespace, out: Path, seed: int, target: float, peak: dict, flops: float
 ):
     cmd = genai_gpt_command(
         args.text, args.gpt_steps, seed, out, "--recipe", args.gpt_recipe,
-        "--precision", args.gpt_precision, "--eval-every", str(args.gpt_eval_every),
-        "--eval-batches", str(args.gpt_eval_batches), "--log-every", str(args.gpt_log_every),
-        "--no-progress", *shlex.split(args.gpt_extra),
+        "--precision", args.gpt_precision, "--batch-size", str(args.gpt_batch_size),
+        "--eval-every", str(args.gpt_eval_every), "--eval-batches", str(genai_eval_batches(args)),
+        "--log-every", str(args.gpt_log_every), "--no-progress", *shlex.split(args.gpt_extra),
     )  # fmt: skip
 
     def stop(line: str) -> bool:
@@ -404,7 +413,8 @@ def bench_gpt(args: argparse.Namespace, tmp: Path) -> dict:
     flops = {
         "anchor": gpt_flops_per_step(nanogpt_model()),
         "genai": gpt_flops_per_step(
-            genai.GPT(genai.GPTConfig.recipe(args.gpt_recipe, vocab_size=vocab, **GPT_SIZE))
+            genai.GPT(genai.GPTConfig.recipe(args.gpt_recipe, vocab_size=vocab, **GPT_SIZE)),
+            args.gpt_batch_size,
         ),
     }
     result = {
@@ -413,8 +423,9 @@ def bench_gpt(args: argparse.Namespace, tmp: Path) -> dict:
         "anchor": f"nanoGPT train.py, README CPU config, {args.gpt_iters} iterations, "
         f"--eval_iters={args.gpt_eval_batches}",
         "genai": f"genai train gpt --recipe {args.gpt_recipe} --precision {args.gpt_precision} "
-        f"--max-steps {args.gpt_steps} --eval-every {args.gpt_eval_every} "
-        f"--eval-batches {args.gpt_eval_batches} {args.gpt_extra}".strip(),
+        f"--batch-size {args.gpt_batch_size} --max-steps {args.gpt_steps} "
+        f"--eval-every {args.gpt_eval_every} --eval-batches {genai_eval_batches(args)} "
+        f"{args.gpt_extra}".strip(),
         "matmul_peak_gflop_per_s": peak,
     }
     nanogpt = prepare_nanogpt(tmp, args.text)
@@ -1092,7 +1103,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gpt-eval-batches", type=int, default=200)
     p.add_argument("--gpt-recipe", default="modern")
     p.add_argument("--gpt-precision", default="bf16")
-    p.add_argument("--gpt-steps", type=int, default=300, help="genai's --max-steps")
+    p.add_argument("--gpt-steps", type=int, default=160, help="genai's --max-steps")
+    p.add_argument("--gpt-batch-size", type=int, default=24, help="genai's windows per step")
     p.add_argument("--gpt-eval-every", type=int, help="default: --gpt-steps (the end)")
     p.add_argument("--gpt-log-every", type=int, default=10)
     p.add_argument(
@@ -1130,6 +1142,11 @@ def parse_args() -> argparse.Namespace:
     args.gpt_eval_every = args.gpt_eval_every or args.gpt_steps
     if args.gpt_eval_every % args.gpt_log_every:
         p.error("--gpt-eval-every must be a multiple of --gpt-log-every")
+    if args.gpt_eval_batches * NANOGPT_BATCH % args.gpt_batch_size:
+        p.error(
+            f"--gpt-batch-size must divide --gpt-eval-batches x {NANOGPT_BATCH} (the windows of "
+            "nanoGPT's estimate, which genai's evaluates too)"
+        )
     return args
 
 
