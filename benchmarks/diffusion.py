@@ -8,7 +8,8 @@ Parts (``--parts``, comma-separated; default all):
   time; classifier FID against the 10,000 official test digits, label accuracy, classes covered
   and IS over 10 x ``--n-per-class`` samples (labels 0-9, ``--n-per-class`` each) at the
   default sampler (DDIM, 50 steps, guidance 0.5); beside the default conditional GAN's figures,
-  trained and measured the same way in the same run.
+  trained and measured the same way in the same run (``--gan-run DIR``: a trained one's,
+  ``--no-gan``: none).
 * ``steps``: samples/s at 10, 25 and 50 steps, batch 100, for DDIM (the trained default model)
   and flow-Euler (a default ``objective="flow"`` model, trained here unless ``--no-flow-train``),
   and the FID and label accuracy at each step count (``--curve-n`` samples).
@@ -25,6 +26,7 @@ Usage: ``python benchmarks/diffusion.py [--parts default,steps,lucidrains] [--th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
 import subprocess
@@ -176,6 +178,23 @@ def lucidrains(train, args, tmp: Path) -> dict:
     return out
 
 
+def default_gan(args: argparse.Namespace, train, out: Path) -> tuple[GAN, float | None]:
+    """The default conditional GAN, trained into ``out`` (and its seconds), or ``--gan-run``'s."""
+    if args.gan_run:
+        gan = genai.load(args.gan_run, "cpu")
+        if not isinstance(gan, GAN) or gan.config.num_classes != 10:
+            raise SystemExit(f"--gan-run {args.gan_run}: not a GAN conditioned on 10 classes")
+        return gan, None
+    torch.manual_seed(0)
+    gan = GAN(GANConfig(num_classes=10))
+    gan_config = {"out_dir": str(out), "progress": False}
+    if args.max_steps is not None:
+        gan_config["max_steps"] = args.max_steps
+    t0 = time.perf_counter()
+    train_gan(gan, train, GANTrainConfig(**gan_config))
+    return gan, time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default="default,steps,lucidrains")
@@ -189,6 +208,9 @@ def main() -> None:
         "--run", help="measure this trained default run (genai train diffusion) instead of training"
     )
     p.add_argument("--no-gan", action="store_true", help="skip the GAN beside it (its own run)")
+    p.add_argument(
+        "--gan-run", help="measure this trained conditional GAN run beside it instead of training"
+    )
     p.add_argument("--smoke", action="store_true", help="toy sizes: check that it starts")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -216,23 +238,16 @@ def main() -> None:
                 emit("default", diffusion={"wall_s": wall and round(wall, 1), **ours})
                 parts.discard("default")
         if "default" in parts:
-            torch.manual_seed(0)
-            gan = GAN(GANConfig(num_classes=10))
-            gan_config = {"out_dir": str(tmp / "gan"), "progress": False}
-            if args.max_steps is not None:
-                gan_config["max_steps"] = args.max_steps
-            t0 = time.perf_counter()
-            train_gan(gan, train, GANTrainConfig(**gan_config))
-            gan_wall = time.perf_counter() - t0
+            gan, gan_wall = default_gan(args, train, tmp / "gan")
             theirs = quality(gan.eval(), classifier, test, args.n_per_class)
             emit(
                 "default",
                 diffusion={
                     "wall_s": wall and round(wall, 1),
                     **ours,
-                    "config": model.config.__dict__,
+                    "config": dataclasses.asdict(model.config),
                 },
-                gan={"wall_s": round(gan_wall, 1), **theirs},
+                gan={"wall_s": gan_wall and round(gan_wall, 1), **theirs},
                 train_images=len(train),
                 test_images=len(test),
             )

@@ -42,11 +42,15 @@ def idx_root(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """Keep every test away from the user's data and caches, and deterministic."""
+    """Keep every test away from the user's data and caches, deterministic, and on the torch
+    threads it started with (one: set above)."""
     monkeypatch.setenv("GENAI_DATA", str(tmp_path / "genai-data"))
     monkeypatch.setenv("GENAI_CACHE", str(tmp_path / "genai-cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no Inception weights
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # a test that sets torch's threads does not leak them
 
 
 @pytest.fixture(scope="session")

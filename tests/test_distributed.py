@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 import torch
@@ -112,3 +113,47 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path):
     assert len(ddp_log) == len(single_log) == 2
     for a, b in zip(ddp_log, single_log, strict=True):
         assert abs(json.loads(a)["loss"] - json.loads(b)["loss"]) < 1e-5
+
+
+class NaNOnRankOne(RegressionTask):
+    """Rank 1's loss is NaN at (0-based) step 2, the last of a log interval: rank 0's own
+    losses are finite up to that check, and its weights turn NaN only in the update after it."""
+
+    def train_step(self, batch, step, trainer):
+        x, y = batch
+        loss = (self.model.net(x) - y).pow(2).mean()
+        if step == 2 and torch.distributed.get_rank() == 1:
+            loss = loss * float("nan")
+        trainer.optimize(loss, "opt")
+        return {"loss": loss.detach()}
+
+
+def nan_worker(rank, port, out_dir, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
+                      RANK=str(rank), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = TrainConfig(out_dir=str(out_dir), epochs=None, max_steps=6, device="cpu",
+                         progress=False, log_every=3, batch_size=8)  # fmt: skip
+    try:
+        fit(NaNOnRankOne(Regression(), 8), config)
+        outcome = "finished"
+    except Exception as e:  # what each rank ended with
+        outcome = f"{type(e).__name__}: {e}"
+    (results / f"rank{rank}.txt").write_text(outcome)
+    torch.distributed.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    context = mp.start_processes(
+        nan_worker, args=(free_port(), tmp_path / "run", tmp_path), nprocs=2, join=False
+    )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError("a rank waited for one that had stopped")
+    for rank in (0, 1):
+        outcome = (tmp_path / f"rank{rank}.txt").read_text()
+        assert outcome.startswith("NonFiniteLossError: loss became non-finite at step 3"), outcome

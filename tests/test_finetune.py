@@ -59,14 +59,6 @@ STEPS = ["--max-steps", "30", "--batch-size", "4", "--lr", "3e-3", "--warmup-ste
 QUIET = ["--log-every", "5", "--eval-every", "15", "--sample-tokens", "4", "--eval-batches", "2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hf_model(family: str):
     torch.manual_seed(0)
     if family == "gpt2":

@@ -25,15 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(seed: int = 0, **overrides) -> GPT:
     torch.manual_seed(seed)
     fields = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=False)

@@ -44,14 +44,6 @@ OPTIONS = [
 IDS = [",".join(f"{k}={v}" for k, v in o.items()) or "gpt2" for o in OPTIONS]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(seed: int = 0, **overrides) -> GPT:
     torch.manual_seed(seed)
     fields = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=False)

@@ -28,14 +28,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def llama_tokenizer() -> tokenizers.Tokenizer:
     """A SentencePiece-style BPE (Llama's, TinyLlama's): Metaspace, <s> before every text."""
     from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers

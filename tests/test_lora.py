@@ -24,14 +24,6 @@ TEXT = "ROMEO: the cat sat on the mat. JULIET: a dog ran in the fog.\n" * 20
 TOK = CharTokenizer.from_text(TEXT)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(seed: int = 0, **overrides) -> GPT:
     torch.manual_seed(seed)
     fields = dict(vocab_size=TOK.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=16)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from genai.core import checkpoint
 from genai.core.rundir import RunDirectory
@@ -23,7 +24,9 @@ class Checkpointer:
     """The checkpoint side of the loop, for one run.
 
     * :meth:`watch` notes the first non-finite loss on the device (no wait per step);
-      :meth:`check_finite` raises it, naming the step and what the run directory keeps.
+      :meth:`check_finite` raises it, naming the step and what the run directory keeps; under
+      ``torchrun`` every rank calls it at the same steps and learns of any rank's, so that
+      all stop together instead of waiting for a rank that stopped.
     * :meth:`due` is the cadence: every ``checkpoint_every`` steps, the last step, and a stop
       request (unless stopping undoes an overwrite, see :attr:`undoes_overwrite`).
     * :meth:`commit` checks the loss and the weights, flushes the logs and saves (rank 0).
@@ -39,6 +42,7 @@ class Checkpointer:
         logger: flushed before each save, so the log is current whenever a checkpoint is.
         start: the step training starts (or resumes) from.
         device: where the losses are.
+        world_size: processes under ``torchrun``.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class Checkpointer:
         logger: Logger,
         start: int,
         device: torch.device,
+        world_size: int = 1,
     ):
         self.run, self.task, self.config, self.logger = run, task, config, logger
         self.optimizers, self.schedulers, self.scalers = optimizers, schedulers, scalers
@@ -59,6 +64,7 @@ class Checkpointer:
         self.last_saved: int | None = start if config.resume else None
         # The step of the first non-finite loss, kept on the device.
         self.first_bad = torch.tensor(-1, device=device)
+        self.world_size = world_size
 
     def kept(self) -> str:
         """What the run directory holds if training stops now."""
@@ -72,9 +78,15 @@ class Checkpointer:
         self.first_bad = torch.where(bad, step, self.first_bad)
 
     def check_finite(self) -> None:
-        """Raise :class:`NonFiniteLossError` if a watched loss was not finite (waits for the
-        device)."""
-        bad = int(self.first_bad.item())
+        """Raise :class:`NonFiniteLossError` if a watched loss was not finite, on this rank or
+        (under ``torchrun``, a collective: every rank calls it) on any (waits for the device)."""
+        bad = self.first_bad
+        if self.world_size > 1:  # the first bad step of any rank; a rank without one: never
+            never = torch.iinfo(bad.dtype).max
+            bad = torch.where(bad < 0, never, bad)
+            dist.all_reduce(bad, op=dist.ReduceOp.MIN)
+            bad = torch.where(bad == never, -1, bad)
+        bad = int(bad.item())
         if bad >= 0:
             self.logger.flush()
             raise NonFiniteLossError(

@@ -139,7 +139,7 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
         start = restore(run_dir, task, *state, config, total) if config.resume else 0
         broadcast_weights(task.model, world)  # every rank starts from rank 0's weights
         logger = stack.enter_context(open_loggers(run_dir, config, start, callbacks, main))
-        saver = Checkpointer(run, task, config, *state, logger, start, device)
+        saver = Checkpointer(run, task, config, *state, logger, start, device, world)
         means, last_eval = TrainMeans(per_epoch, world), {}
         stop = stack.enter_context(StopRequest(enabled=world == 1))
         bar = stack.enter_context(_bar(task, config, start, total, main))
@@ -159,13 +159,13 @@ def fit(task: Task, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> 
             # The checkpoint first: an evaluation or sample grid that fails loses no training.
             if saver.due(done, total, stopping=stop.requested):
                 saver.commit(done)
-            go_on = (main or sharded(task.model)) and not stop.requested  # fsdp: every rank gathers
-            evaluate = go_on and due(done, config.eval_every, per_epoch, total)
-            sample = go_on and due(done, config.sample_every, per_epoch, total)
-            if evaluate or sample:
-                saver.check_finite()
-                metrics = _eval_and_sample(task, config, done, evaluate, sample, logger, device)
-                last_eval = last_eval if metrics is None else metrics
+            evaluate = due(done, config.eval_every, per_epoch, total)
+            sample = due(done, config.sample_every, per_epoch, total)
+            if (evaluate or sample) and not stop.requested:
+                saver.check_finite()  # on every rank, though under ddp rank 0 alone evaluates
+                if main or sharded(task.model):  # fsdp: every rank gathers
+                    metrics = _eval_and_sample(task, config, done, evaluate, sample, logger, device)
+                    last_eval = last_eval if metrics is None else metrics
             if stop.requested and done < total:
                 raise saver.interrupted(done, total, stop.name)
         logger.flush()
