@@ -178,13 +178,19 @@ def lucidrains(train, args, tmp: Path) -> dict:
     return out
 
 
-def default_gan(args: argparse.Namespace, train, out: Path) -> tuple[GAN, float | None]:
-    """The default conditional GAN, trained into ``out`` (and its seconds), or ``--gan-run``'s."""
-    if args.gan_run:
-        gan = genai.load(args.gan_run, "cpu")
-        if not isinstance(gan, GAN) or gan.config.num_classes != 10:
-            raise SystemExit(f"--gan-run {args.gan_run}: not a GAN conditioned on 10 classes")
-        return gan, None
+def trained_gan(run: str) -> GAN:
+    """``--gan-run``'s GAN, read before any training: a conditional one with 10 classes."""
+    try:
+        gan = genai.load(run, "cpu")
+    except (OSError, ValueError) as e:  # genai.load's errors name the file
+        raise SystemExit(f"--gan-run: {e}") from None
+    if not isinstance(gan, GAN) or gan.config.num_classes != 10:
+        raise SystemExit(f"--gan-run {run}: not a GAN conditioned on 10 classes")
+    return gan
+
+
+def default_gan(args: argparse.Namespace, train, out: Path) -> tuple[GAN, float]:
+    """The default conditional GAN, trained into ``out``, and its seconds."""
     torch.manual_seed(0)
     gan = GAN(GANConfig(num_classes=10))
     gan_config = {"out_dir": str(out), "progress": False}
@@ -213,6 +219,7 @@ def main() -> None:
     )
     p.add_argument("--smoke", action="store_true", help="toy sizes: check that it starts")
     args = p.parse_args()
+    gan_run = trained_gan(args.gan_run) if args.gan_run else None
     torch.set_num_threads(args.threads)
     args.speed_steps, args.sample_steps, args.sample_batch = 10, 50, 100
     step_counts = (10, 25, 50)
@@ -238,7 +245,7 @@ def main() -> None:
                 emit("default", diffusion={"wall_s": wall and round(wall, 1), **ours})
                 parts.discard("default")
         if "default" in parts:
-            gan, gan_wall = default_gan(args, train, tmp / "gan")
+            gan, gan_wall = (gan_run, None) if gan_run else default_gan(args, train, tmp / "gan")
             theirs = quality(gan.eval(), classifier, test, args.n_per_class)
             emit(
                 "default",

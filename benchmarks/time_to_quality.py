@@ -1142,6 +1142,8 @@ def parse_args() -> argparse.Namespace:
     args.gpt_eval_every = args.gpt_eval_every or args.gpt_steps
     if args.gpt_eval_every % args.gpt_log_every:
         p.error("--gpt-eval-every must be a multiple of --gpt-log-every")
+    if args.gpt_batch_size < 1:
+        p.error(f"--gpt-batch-size must be >= 1, got {args.gpt_batch_size}")
     if args.gpt_eval_batches * NANOGPT_BATCH % args.gpt_batch_size:
         p.error(
             f"--gpt-batch-size must divide --gpt-eval-batches x {NANOGPT_BATCH} (the windows of "
