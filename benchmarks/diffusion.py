@@ -18,6 +18,9 @@ Parts (``--parts``, comma-separated; default all):
   (1, 2, 4), 1,000 steps), on the same 28x28 digits: training images/s (batch 64) and samples/s
   (DDIM, 50 steps, batch 100), unconditional both.
 
+``--seed`` seeds the training runs (init and ``DiffusionTrainConfig.seed``; 0 by default) and
+``--precision`` sets the diffusion runs' precision (the config's default when not given).
+
 ``--smoke`` runs every part at toy sizes (a few steps, a few samples) to check it starts.
 
 Usage: ``python benchmarks/diffusion.py [--parts default,steps,lucidrains] [--threads 2]``
@@ -38,6 +41,7 @@ from pathlib import Path
 import torch
 
 import genai
+from genai.core.device import PRECISIONS
 from genai.diffusion import Diffusion, DiffusionConfig, DiffusionTrainConfig, train_diffusion
 from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTrainConfig, train_gan
@@ -92,13 +96,18 @@ def samples_per_s(model: Diffusion, steps: int, sampler: str, batch: int, repeat
 
 
 def train_default(
-    objective: str, train, out: Path, max_steps: int | None
+    objective: str, train, out: Path, args: argparse.Namespace
 ) -> tuple[Diffusion, float]:
-    torch.manual_seed(0)
+    """The default conditional model (``objective`` aside) trained into ``out``; its seconds.
+
+    ``--seed`` seeds its init and its training; ``--precision`` and ``--max-steps``, when given,
+    replace those defaults."""
+    torch.manual_seed(args.seed)
     model = Diffusion(DiffusionConfig(num_classes=10, objective=objective))
-    config = {"out_dir": str(out), "progress": False}
-    if max_steps is not None:
-        config["max_steps"] = max_steps
+    config = {"out_dir": str(out), "progress": False, "seed": args.seed}
+    for name in ("max_steps", "precision"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
     t0 = time.perf_counter()
     train_diffusion(model, train, DiffusionTrainConfig(**config))
     return model.eval(), time.perf_counter() - t0
@@ -210,6 +219,8 @@ def main() -> None:
     p.add_argument("--curve-n", type=int, default=2000, help="samples per point of the curve")
     p.add_argument("--max-steps", type=int, default=None, help="cap the training runs")
     p.add_argument("--no-flow-train", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="the training runs' (init and training)")
+    p.add_argument("--precision", choices=PRECISIONS, help="the diffusion runs' precision")
     p.add_argument(
         "--run", help="measure this trained default run (genai train diffusion) instead of training"
     )
@@ -237,12 +248,14 @@ def main() -> None:
         if parts & {"default", "steps"} and args.run:
             model, wall = genai.load(args.run, "cpu"), None
         elif parts & {"default", "steps"}:
-            model, wall = train_default("ddpm", train, tmp / "ddpm", args.max_steps)
+            model, wall = train_default("ddpm", train, tmp / "ddpm", args)
         if "default" in parts:
             sample_kw = {"steps": 2} if args.smoke else {}
             ours = quality(model, classifier, test, args.n_per_class, **sample_kw)
+            precision = args.precision or DiffusionTrainConfig.precision
+            run = {} if args.run else {"seed": args.seed, "precision": precision}
             if args.no_gan:
-                emit("default", diffusion={"wall_s": wall and round(wall, 1), **ours})
+                emit("default", diffusion={"wall_s": wall and round(wall, 1), **run, **ours})
                 parts.discard("default")
         if "default" in parts:
             gan, gan_wall = (gan_run, None) if gan_run else default_gan(args, train, tmp / "gan")
@@ -251,6 +264,7 @@ def main() -> None:
                 "default",
                 diffusion={
                     "wall_s": wall and round(wall, 1),
+                    **run,
                     **ours,
                     "config": dataclasses.asdict(model.config),
                 },
@@ -262,7 +276,7 @@ def main() -> None:
             if args.no_flow_train:
                 flow_model = Diffusion(DiffusionConfig(num_classes=10, objective="flow")).eval()
             else:
-                flow_model, _ = train_default("flow", train, tmp / "flow", args.max_steps)
+                flow_model, _ = train_default("flow", train, tmp / "flow", args)
             curve = []
             n = max(1, args.curve_n // 10)
             for sampler, m in (("ddim", model), ("euler", flow_model)):

@@ -388,6 +388,33 @@ def test_training_lowers_the_loss_and_writes_grids_and_eval(tmp_path, objective)
     assert train[-1] < train[0]
 
 
+def test_default_precision_is_auto_and_only_the_training_forward_is_autocast(tmp_path, monkeypatch):
+    """bf16 where the device has it natively (docs/diffusion.md, 3 seeds); the bound's
+    evaluation and the sample grids stay fp32."""
+    assert DiffusionTrainConfig().precision == "auto"
+    seen = {"net": set(), "evaluate": [], "sample": []}
+    model = tiny_model(num_classes=3)
+    model.net.register_forward_pre_hook(
+        lambda *_: seen["net"].add(torch.is_autocast_enabled("cpu"))
+    )
+    evaluate, sample = genai.diffusion.train.evaluate_diffusion, model.sample
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            seen[name].append(torch.is_autocast_enabled("cpu"))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(genai.diffusion.train, "evaluate_diffusion", spy("evaluate", evaluate))
+    monkeypatch.setattr(model, "sample", spy("sample", sample))
+    config = tiny_train(tmp_path, precision="bf16", eval_every=4, sample_every=4)
+    summary = train_diffusion(model, tiny_data(), config, eval_data=tiny_data(8))
+    assert seen["evaluate"] == [False] and seen["sample"] == [False]
+    assert True in seen["net"]  # the training steps ran under autocast
+    assert math.isfinite(summary["eval"]["bits_per_dim"])
+
+
 def test_unet_sizes_and_default_levels():
     from genai.diffusion.unet import UNet, default_channel_mults
 
