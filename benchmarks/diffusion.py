@@ -18,8 +18,9 @@ Parts (``--parts``, comma-separated; default all):
   (1, 2, 4), 1,000 steps), on the same 28x28 digits: training images/s (batch 64) and samples/s
   (DDIM, 50 steps, batch 100), unconditional both.
 
-``--seed`` seeds the training runs (init and ``DiffusionTrainConfig.seed``; 0 by default) and
-``--precision`` sets the diffusion runs' precision (the config's default when not given).
+``--seed`` seeds the diffusion runs (init and ``DiffusionTrainConfig.seed``; 0 by default; the GAN
+beside keeps seed 0) and ``--precision`` sets their precision (the config's default when not
+given).
 
 ``--smoke`` runs every part at toy sizes (a few steps, a few samples) to check it starts.
 
@@ -219,7 +220,7 @@ def main() -> None:
     p.add_argument("--curve-n", type=int, default=2000, help="samples per point of the curve")
     p.add_argument("--max-steps", type=int, default=None, help="cap the training runs")
     p.add_argument("--no-flow-train", action="store_true")
-    p.add_argument("--seed", type=int, default=0, help="the training runs' (init and training)")
+    p.add_argument("--seed", type=int, default=0, help="the diffusion runs' (init and training)")
     p.add_argument("--precision", choices=PRECISIONS, help="the diffusion runs' precision")
     p.add_argument(
         "--run", help="measure this trained default run (genai train diffusion) instead of training"
