@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.core.device import PRECISIONS
+from genai.core.device import PRECISIONS, resolve_precision
 from genai.diffusion import Diffusion, DiffusionConfig, DiffusionTrainConfig, train_diffusion
 from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTrainConfig, train_gan
@@ -253,7 +253,9 @@ def main() -> None:
         if "default" in parts:
             sample_kw = {"steps": 2} if args.smoke else {}
             ours = quality(model, classifier, test, args.n_per_class, **sample_kw)
-            precision = args.precision or DiffusionTrainConfig.precision
+            precision = resolve_precision(
+                args.precision or DiffusionTrainConfig.precision, torch.device("cpu")
+            )
             run = {} if args.run else {"seed": args.seed, "precision": precision}
             if args.no_gan:
                 emit("default", diffusion={"wall_s": wall and round(wall, 1), **run, **ours})

@@ -24,6 +24,8 @@ def run(script: str, *flags: str) -> subprocess.CompletedProcess:
         ("gan.py", ["--fid-epochs", "80,x"], "--fid-epochs: expected epochs like 80,100,120"),
         ("time_to_quality.py", ["--gpt-batch-size", "0"], "--gpt-batch-size must be >= 1, got 0"),
         ("time_to_quality.py", ["--gpt-batch-size", "7"], "--gpt-batch-size must divide"),
+        ("diffusion.py", ["--precision", "bf17"], "argument --precision: invalid choice: 'bf17'"),
+        ("diffusion.py", ["--seed", "x"], "argument --seed: invalid int value: 'x'"),
     ],
 )
 def test_a_bad_benchmark_flag_is_one_line(script, flags, message):
