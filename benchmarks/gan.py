@@ -13,7 +13,9 @@
 ``--data fashion-mnist`` does the same on Fashion-MNIST (60,000 training images from
 ``/usr/share/datasets/fashion-mnist`` or ``--root``), judged by a classifier trained on
 Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
-``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision,
+``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision
+(by default a conditional GAN's is ``"auto"``, an unconditional one's fp32; the JSON line
+records each quality run's, resolved),
 ``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
 ``--fid-epochs 80,100,120`` the same scores along each quality run, after those epochs (the
 default schedule is constant, so the first N epochs of a run are an N-epoch run; the scoring runs
@@ -37,7 +39,7 @@ from pathlib import Path
 import torch
 
 import genai
-from genai.core.device import PRECISIONS
+from genai.core.device import PRECISIONS, resolve_device, resolve_precision
 from genai.data.dataset import DatasetError
 from genai.gan.model import GAN, GANConfig
 from genai.gan.train import GANTrainConfig, train_gan
@@ -185,6 +187,10 @@ def main() -> None:
         train_gan(model, train, config, callbacks)
         seconds = time.perf_counter() - t0 - along.pop("seconds", 0.0)
         result[f"{name}_train_seconds"] = round(seconds, 1)
+        recorded = json.loads(Path(config.out_dir, "config.json").read_text())["train_config"]
+        result[f"{name}_precision"] = resolve_precision(  # what train_gan chose, resolved
+            recorded["precision"], resolve_device(args.device)
+        )
         if along:
             result[f"{name}_along_epochs"] = along
         t0 = time.perf_counter()

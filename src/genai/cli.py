@@ -65,7 +65,9 @@ def _add_dataclass_flags(
         default = (
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )
-        help_text = _DEFAULTS_ELSEWHERE.get(field.name, f"(default: {default})")
+        help_text = getattr(cls, "default_help", {}).get(field.name) or _DEFAULTS_ELSEWHERE.get(
+            field.name, f"(default: {default})"
+        )
         if field.name == "max_steps":  # the length rule of TrainConfig
             help_text = f"(default: {cls.default_max_steps} when --epochs is not given either)"
         if kind is bool:

@@ -91,6 +91,8 @@ class TrainConfig(Config):
     fixed_on_resume: ClassVar[tuple[str, ...]] = ("batch_size", "seed")
     # The length of a run that sets neither max_steps nor epochs.
     default_max_steps: ClassVar[int] = 1000
+    # `genai train --help`'s text for a default the train function chooses (field -> text).
+    default_help: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         check_fields(self)
