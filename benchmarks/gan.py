@@ -16,7 +16,7 @@ Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE
 ``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision
 (by default a conditional GAN's is ``"auto"``, an unconditional one's fp32; the JSON line
 records each quality run's, resolved),
-``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
+``--batch-size`` every run's batch size, ``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
 ``--fid-epochs 80,100,120`` the same scores along each quality run, after those epochs (the
 default schedule is constant, so the first N epochs of a run are an N-epoch run; the scoring runs
 under ``torch.random.fork_rng`` and is left out of the train seconds). For MNIST,
@@ -103,11 +103,14 @@ def main() -> None:
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
     parser.add_argument("--precision", choices=PRECISIONS, help="override GANTrainConfig.precision")
+    parser.add_argument("--batch-size", type=int, help="override GANTrainConfig.batch_size")
     parser.add_argument("--seed", type=int, default=0, help="the quality runs' (init and training)")
     parser.add_argument("--fid-epochs", type=epoch_list, default=(), help="e.g. 80,100,120")
     args = parser.parse_args()
     if args.no_conditional and args.no_unconditional:
         parser.error("--no-conditional and --no-unconditional leave no GAN to train")
+    if args.batch_size is not None and args.batch_size < 2:
+        parser.error(f"--batch-size must be >= 2 for a GAN, got {args.batch_size}")
     torch.set_num_threads(args.threads)
 
     root = args.root or (str(SHARED_MNIST) if args.data == "mnist" else None)
@@ -136,6 +139,8 @@ def main() -> None:
         overrides["precision"] = args.precision
     if args.seed:
         overrides["seed"] = args.seed
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
 
     times = []
     for i in range(args.repeats):
@@ -148,6 +153,7 @@ def main() -> None:
             sample_every=10**9,
             checkpoint_every=0,
             **({"precision": args.precision} if args.precision else {}),
+            **({"batch_size": args.batch_size} if args.batch_size else {}),
         )
         t0 = time.perf_counter()
         train_gan(GAN(GANConfig(num_classes=10)), train, config)
