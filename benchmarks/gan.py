@@ -15,8 +15,8 @@
 Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
 ``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision
 (by default a conditional GAN's is ``"auto"``, an unconditional one's fp32; the JSON line
-records each quality run's, resolved),
-``--batch-size`` every run's batch size, ``--seed`` the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
+records each quality run's, resolved), ``--batch-size`` every run's batch size, ``--seed``
+the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
 ``--fid-epochs 80,100,120`` the same scores along each quality run, after those epochs (the
 default schedule is constant, so the first N epochs of a run are an N-epoch run; the scoring runs
 under ``torch.random.fork_rng`` and is left out of the train seconds). For MNIST,
