@@ -3,9 +3,9 @@
 * ``sec_per_60k_images``: median of ``--repeats`` timed runs of ``--timing-steps`` training steps
   (default conditional model, default training config), scaled to 60,000 real images.
 * Quality after training with the defaults (``GANConfig(num_classes=10)`` and
-  ``GANTrainConfig()``; plus an unconditional ``GANConfig()`` unless ``--no-unconditional``;
-  ``--no-conditional`` trains the unconditional one alone) on
-  the training split: classifier FID against the official test set, Inception Score, classes
+  ``GANTrainConfig()``, whose defaults follow the kind of GAN: ``genai.gan.train.kind_config``;
+  plus an unconditional ``GANConfig()`` unless ``--no-unconditional``; ``--no-conditional``
+  trains the unconditional one alone) on the training split: classifier FID against the official test set, Inception Score, classes
   covered, label entropy and conditional accuracy.
 * The same FID for real training digits (the floor), for two seeded halves of the test set,
   and for a default VAE's samples (trained here for ``--vae-steps``, or ``--vae-run``).
@@ -13,9 +13,10 @@
 ``--data fashion-mnist`` does the same on Fashion-MNIST (60,000 training images from
 ``/usr/share/datasets/fashion-mnist`` or ``--root``), judged by a classifier trained on
 Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
-``--lr-schedule`` sets the quality runs' schedule, ``--precision`` every run's precision
-(by default a conditional GAN's is ``"auto"``, an unconditional one's fp32; the JSON line
-records each quality run's, resolved), ``--batch-size`` every run's batch size, ``--seed``
+``--lr-schedule`` and ``--lr`` set the quality runs' schedule and learning rate (both nets';
+by default a conditional GAN's is 2e-4, an unconditional one's 4e-4), ``--precision`` every
+run's precision (by default a conditional GAN's is ``"auto"``, an unconditional one's fp32; the JSON line
+records each quality run's, resolved, with its lr and steps), ``--batch-size`` every run's batch size, ``--seed``
 the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
 ``--fid-epochs 80,100,120`` the same scores along each quality run, after those epochs (the
 default schedule is constant, so the first N epochs of a run are an N-epoch run; the scoring runs
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap the quality runs")
     parser.add_argument("--no-vae", action="store_true")
     parser.add_argument("--lr-schedule", default=None, help="override GANTrainConfig.lr_schedule")
+    parser.add_argument("--lr", type=float, help="override GANTrainConfig.lr (both nets')")
     parser.add_argument("--precision", choices=PRECISIONS, help="override GANTrainConfig.precision")
     parser.add_argument("--batch-size", type=int, help="override GANTrainConfig.batch_size")
     parser.add_argument("--seed", type=int, default=0, help="the quality runs' (init and training)")
@@ -111,6 +113,8 @@ def main() -> None:
         parser.error("--no-conditional and --no-unconditional leave no GAN to train")
     if args.batch_size is not None and args.batch_size < 2:
         parser.error(f"--batch-size must be >= 2 for a GAN, got {args.batch_size}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
     torch.set_num_threads(args.threads)
 
     root = args.root or (str(SHARED_MNIST) if args.data == "mnist" else None)
@@ -135,6 +139,8 @@ def main() -> None:
         overrides = {"epochs": None, "max_steps": args.max_steps}
     if args.lr_schedule is not None:
         overrides["lr_schedule"] = args.lr_schedule
+    if args.lr is not None:
+        overrides["lr"] = args.lr
     if args.precision is not None:
         overrides["precision"] = args.precision
     if args.seed:
@@ -190,10 +196,11 @@ def main() -> None:
             steps = {e * per_epoch: e for e in args.fid_epochs}
             callbacks.append(scores_along(model, classifier, test.images, args.n, steps, along))
         t0 = time.perf_counter()
-        train_gan(model, train, config, callbacks)
+        summary = train_gan(model, train, config, callbacks)
         seconds = time.perf_counter() - t0 - along.pop("seconds", 0.0)
         result[f"{name}_train_seconds"] = round(seconds, 1)
         recorded = json.loads(Path(config.out_dir, "config.json").read_text())["train_config"]
+        result[f"{name}_steps"], result[f"{name}_lr"] = summary["step"], recorded["lr"]
         result[f"{name}_precision"] = resolve_precision(  # what train_gan chose, resolved
             recorded["precision"], resolve_device(args.device)
         )

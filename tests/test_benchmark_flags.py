@@ -23,6 +23,7 @@ def run(script: str, *flags: str) -> subprocess.CompletedProcess:
         ("gan.py", ["--fid-epochs", "0"], "--fid-epochs: epochs must be >= 1, got '0'"),
         ("gan.py", ["--fid-epochs", "80,x"], "--fid-epochs: expected epochs like 80,100,120"),
         ("gan.py", ["--batch-size", "1"], "--batch-size must be >= 2 for a GAN, got 1"),
+        ("gan.py", ["--lr", "0"], "--lr must be > 0, got 0.0"),
         ("time_to_quality.py", ["--gpt-batch-size", "0"], "--gpt-batch-size must be >= 1, got 0"),
         ("time_to_quality.py", ["--gpt-batch-size", "7"], "--gpt-batch-size must divide"),
         ("diffusion.py", ["--precision", "bf17"], "argument --precision: invalid choice: 'bf17'"),

@@ -22,6 +22,7 @@ from genai.gan.train import (
     GANTrainConfig,
     diff_augment,
     ema_decay_at,
+    kind_config,
     mode_seeking_penalty,
     train_gan,
 )
@@ -321,19 +322,34 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert not same(snapshot(part), snapshot(full))
 
 
-def test_a_default_precision_is_auto_for_a_conditional_gan_only(tmp_path):
-    """bf16 held the conditional default run's quality over 3 seeds and drew a class fewer from
-    the unconditional one (docs/gan.md): a default follows that, a given precision is kept."""
+def test_defaults_follow_the_kind_of_gan_and_given_fields_are_kept(tmp_path):
+    """Measured over 3 seeds (docs/gan.md): a conditional GAN takes precision "auto", an
+    unconditional one lr 4e-4 for 6,240 steps in fp32; config.json records what was chosen."""
 
-    def recorded(name: str, model_config: GANConfig, **kw) -> str:
+    def recorded(name: str, model_config: GANConfig, **kw) -> dict:
         train_gan(GAN(model_config), tiny_data(), tiny_config(tmp_path / name, max_steps=1, **kw))
-        saved = json.loads((tmp_path / name / "run" / "config.json").read_text())
-        return saved["train_config"]["precision"]
+        return json.loads((tmp_path / name / "run" / "config.json").read_text())["train_config"]
 
-    assert GANTrainConfig().precision == "fp32"
-    assert recorded("conditional", GANConfig(num_classes=10, **TINY)) == "auto"
-    assert recorded("unconditional", GANConfig(**TINY)) == "fp32"
-    assert recorded("given", GANConfig(num_classes=10, **TINY), precision="fp32") == "fp32"
+    assert (GANTrainConfig().precision, GANTrainConfig().lr) == ("fp32", 2e-4)
+    cond = recorded("conditional", GANConfig(num_classes=10, **TINY))
+    assert (cond["precision"], cond["lr"]) == ("auto", 2e-4)
+    uncond = recorded("unconditional", GANConfig(**TINY))
+    assert (uncond["precision"], uncond["lr"]) == ("fp32", 4e-4)
+    given = recorded("given", GANConfig(**TINY), precision="bf16", lr=1e-4)
+    assert (given["precision"], given["lr"], given["max_steps"]) == ("bf16", 1e-4, 1)
+
+    per_epoch = 78  # 5,000 digits in batches of 64
+    length = {
+        (conditional, tuple(kw.items())): kind_config(GANTrainConfig(**kw), conditional)
+        for conditional in (True, False)
+        for kw in ({}, {"epochs": None}, {"epochs": 3}, {"max_steps": 5})
+    }
+    assert length[True, ()].total_steps(per_epoch) == 9360  # 120 epochs
+    assert length[False, ()].total_steps(per_epoch) == 6240  # 80 epochs
+    assert length[False, (("epochs", None),)].total_steps(per_epoch) == 6240  # None: not set
+    for conditional in (True, False):
+        assert length[conditional, (("epochs", 3),)].total_steps(per_epoch) == 3 * per_epoch
+        assert length[conditional, (("max_steps", 5),)].total_steps(per_epoch) == 5
 
 
 # ---- bad input ------------------------------------------------------------------------------

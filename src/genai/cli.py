@@ -54,6 +54,7 @@ def _add_dataclass_flags(
     """One flag per dataclass field; defaults are left out so only given flags are set."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
+    own_help = getattr(cls, "default_help", {})  # a default that depends on other flags
     for field in dataclasses.fields(cls):
         if field.name in ("resume", *skip):  # --resume takes the run directory instead
             continue
@@ -65,10 +66,10 @@ def _add_dataclass_flags(
         default = (
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )
-        help_text = getattr(cls, "default_help", {}).get(field.name) or _DEFAULTS_ELSEWHERE.get(
+        help_text = own_help.get(field.name) or _DEFAULTS_ELSEWHERE.get(
             field.name, f"(default: {default})"
         )
-        if field.name == "max_steps":  # the length rule of TrainConfig
+        if field.name == "max_steps" and field.name not in own_help:  # TrainConfig's rule
             help_text = f"(default: {cls.default_max_steps} when --epochs is not given either)"
         if kind is bool:
             group.add_argument(

@@ -45,11 +45,17 @@ class GANTrainConfig(TrainConfig):
             mean|z1 - z2| / mean|G(z1) - G(z2)|, so it cannot map all noise of a class to one
             image. 0 turns it off.
 
-    ``precision`` left at its default is ``"auto"`` for a conditional GAN (bf16 autocast where
-    the device computes bf16 natively, fp32 elsewhere) and ``"fp32"`` for an unconditional one:
-    over 3 seeds of each default run, bf16 held the conditional GAN's FID and label accuracy
-    (1.40x faster on a CPU with AMX) and drew one class fewer from the unconditional one
-    (docs/gan.md). :func:`train_gan` makes that choice and ``config.json`` records it.
+    A field left at its default takes the default of the kind of GAN (:attr:`kind_defaults`;
+    :func:`train_gan` chooses, ``config.json`` records the choice), each measured over 3 seeds
+    of the default run (docs/gan.md):
+
+    - conditional: ``precision="auto"`` (bf16 autocast where the device computes bf16 natively,
+      fp32 elsewhere): bf16 held FID and label accuracy, 1.40x faster on a CPU with AMX. The
+      fields' own defaults otherwise: lr 2e-4 for 9,360 steps (120 epochs of the 5,000
+      offline digits); at lr 4e-4 its label accuracy fell.
+    - unconditional: fp32 (bf16 drew one class fewer), and ``lr=4e-4`` for 6,240 steps (80
+      epochs), which matched lr 2e-4 for 120 epochs in two thirds of the steps. The length
+      applies when neither ``max_steps`` nor ``epochs`` is set.
     """
 
     out_dir: str = "runs/gan"
@@ -66,9 +72,30 @@ class GANTrainConfig(TrainConfig):
     mode_seeking: float = field(0.05, ge=0)
 
     default_max_steps: ClassVar[int] = 9360  # 120 epochs of the 5,000 offline digits
-    default_help: ClassVar[dict[str, str]] = {
-        "precision": "(default: auto with --num-classes, fp32 without)"
+    # what a field left at its default becomes for a conditional (True) or unconditional GAN
+    kind_defaults: ClassVar[dict[bool, dict]] = {
+        True: {"precision": "auto"},
+        False: {"lr": 4e-4, "max_steps": 6240},  # 80 epochs of the 5,000 offline digits
     }
+    default_help: ClassVar[dict[str, str]] = {
+        "precision": "(default: auto with --num-classes, fp32 without)",
+        "lr": "(default: 0.0002 with --num-classes, 0.0004 without)",
+        "max_steps": "(default: 9360 with --num-classes, 6240 without, when --epochs is not "
+        "given either)",
+    }
+
+
+def kind_config(config: GANTrainConfig, conditional: bool) -> GANTrainConfig:
+    """``config`` with the fields left at their defaults set to the defaults of a conditional
+    or an unconditional GAN (:attr:`GANTrainConfig.kind_defaults`); given fields are kept. The
+    length (``max_steps``) is set only when neither ``max_steps`` nor ``epochs`` is set."""
+    unset = {"max_steps": config.max_steps is None and config.epochs is None}
+    changes = {
+        name: value
+        for name, value in config.kind_defaults[conditional].items()
+        if unset.get(name, is_default(config, name))
+    }
+    return replace(config, **changes) if changes else config
 
 
 def diff_augment(x: torch.Tensor, shift: int | None = None, cut: int | None = None) -> torch.Tensor:
@@ -249,8 +276,9 @@ def train_gan(
     = mean D(G(z)) (as probabilities), and ``loss`` = their sum of losses. ``config`` may be a
     dict of :class:`GANTrainConfig` fields; ``callbacks`` are as in :func:`fit`. A default
     ``batch_size`` larger than the data becomes the number of images (at least 2; logged, and
-    recorded in ``config.json``); a ``batch_size`` you give is never changed. A default
-    ``precision`` becomes ``"auto"`` for a conditional model (see :class:`GANTrainConfig`).
+    recorded in ``config.json``); a ``batch_size`` you give is never changed. Other defaults
+    follow the kind of GAN (:func:`kind_config`: the precision, and an unconditional GAN's lr
+    and length; see :class:`GANTrainConfig`).
 
     Args:
         model: the GAN, trained in place.
@@ -263,6 +291,5 @@ def train_gan(
     config = coerce_config(config, GANTrainConfig)
     data = as_dataset(data)
     config = fit_default(config, "batch_size", len(data), "images", minimum=2)
-    if model.config.num_classes and is_default(config, "precision"):
-        config = replace(config, precision="auto")  # measured: see GANTrainConfig
+    config = kind_config(config, conditional=bool(model.config.num_classes))
     return fit(GANTask(model, data, config), config, callbacks)
