@@ -341,6 +341,25 @@ def bench_lm_profile(args: argparse.Namespace, tmp: Path) -> dict:
     return result
 
 
+FASHION_FILES = [
+    f"{split}-{kind}.gz"
+    for split in ("train", "t10k")
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+]
+
+
+def missing_fashion(root: Path = FASHION) -> str | None:
+    """Why the VAE parts cannot run here, in one line, or None when Fashion-MNIST is in
+    ``root``."""
+    missing = [name for name in FASHION_FILES if not (root / name).is_file()]
+    if not missing:
+        return None
+    return (
+        f"the VAE parts need Fashion-MNIST's IDX files in {root}, and {missing[0]} is not there "
+        "(apt-get install dataset-fashion-mnist)"
+    )
+
+
 def fashion_as_mnist_files(root: Path, limit: int | None = None) -> None:
     """Fashion-MNIST's IDX files where torchvision's ``datasets.MNIST(root)`` finds them
     (``root/MNIST/raw``, which ``genai.load_images("fashion-mnist", root=root)`` reads too);
@@ -552,9 +571,13 @@ def main() -> None:
         "vae": bench_vae,
         "gan": bench_gan,
     }
-    for part in args.parts.split(","):
+    parts = args.parts.split(",")
+    for part in parts:  # every part checked before the first one runs
         if part not in benches:
             parser.error(f"unknown part {part!r}; choose from {', '.join(benches)}")
+    if "vae" in parts and (reason := missing_fashion()):
+        parser.error(f"--parts vae: {reason}")
+    for part in parts:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(benches[part](args, Path(tmp))), flush=True)
 

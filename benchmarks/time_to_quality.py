@@ -130,6 +130,7 @@ from anchors import (  # this folder's anchors.py (the script's folder is on sys
     genai_gpt_command,
     load_examples_vae,
     machine,
+    missing_fashion,
     nanogpt_command,
     nanogpt_model,
     prepare_examples_vae,
@@ -1167,6 +1168,9 @@ def main() -> None:
     for part in parts:
         if part not in BENCHES:
             raise SystemExit(f"unknown part {part!r}; choose from {', '.join(BENCHES)}")
+    needs_fashion = [part for part in parts if part in ("vae", "profile")]
+    if needs_fashion and (reason := missing_fashion()):
+        raise SystemExit(f"--parts {','.join(needs_fashion)}: {reason}")
     for part in parts:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

@@ -36,6 +36,21 @@ def test_a_bad_benchmark_flag_is_one_line(script, flags, message):
     assert message in out.stderr.strip().splitlines()[-1], out.stderr
 
 
+def test_a_vae_part_without_fashion_mnist_is_one_line_that_names_the_file(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from anchors import FASHION_FILES, missing_fashion
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    for name in FASHION_FILES[:-1]:
+        (tmp_path / name).write_bytes(b"")
+    reason = missing_fashion(tmp_path)
+    assert f"in {tmp_path}, and t10k-labels-idx1-ubyte.gz is not there" in reason
+    assert "apt-get install dataset-fashion-mnist" in reason and "\n" not in reason
+    (tmp_path / FASHION_FILES[-1]).write_bytes(b"")
+    assert missing_fashion(tmp_path) is None
+
+
 def test_diffusion_gan_run_must_be_a_conditional_gan_run(tmp_path):
     out = run("diffusion.py", "--gan-run", str(tmp_path / "missing"))
     assert out.returncode == 1
