@@ -5,8 +5,8 @@
 * Quality after training with the defaults (``GANConfig(num_classes=10)`` and
   ``GANTrainConfig()``, whose defaults follow the kind of GAN: ``genai.gan.train.kind_config``;
   plus an unconditional ``GANConfig()`` unless ``--no-unconditional``; ``--no-conditional``
-  trains the unconditional one alone) on the training split: classifier FID against the official test set, Inception Score, classes
-  covered, label entropy and conditional accuracy.
+  trains the unconditional one alone) on the training split: classifier FID against the
+  official test set, Inception Score, classes covered, label entropy and conditional accuracy.
 * The same FID for real training digits (the floor), for two seeded halves of the test set,
   and for a default VAE's samples (trained here for ``--vae-steps``, or ``--vae-run``).
 
@@ -15,9 +15,10 @@
 Fashion-MNIST; ``--max-steps`` caps the quality runs, ``--no-vae`` skips the VAE,
 ``--lr-schedule`` and ``--lr`` set the quality runs' schedule and learning rate (both nets';
 by default a conditional GAN's is 2e-4, an unconditional one's 4e-4), ``--precision`` every
-run's precision (by default a conditional GAN's is ``"auto"``, an unconditional one's fp32; the JSON line
-records each quality run's, resolved, with its lr and steps), ``--batch-size`` every run's batch size, ``--seed``
-the quality runs' seed (the model's init and ``GANTrainConfig.seed``),
+run's precision (by default a conditional GAN's is ``"auto"``, an unconditional one's fp32;
+the JSON line records each quality run's, resolved, with its lr and steps), ``--batch-size``
+every run's batch size, ``--seed`` the quality runs' seed (the model's init and
+``GANTrainConfig.seed``),
 ``--fid-epochs 80,100,120`` the same scores along each quality run, after those epochs (the
 default schedule is constant, so the first N epochs of a run are an N-epoch run; the scoring runs
 under ``torch.random.fork_rng`` and is left out of the train seconds). For MNIST,

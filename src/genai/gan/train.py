@@ -77,11 +77,11 @@ class GANTrainConfig(TrainConfig):
         True: {"precision": "auto"},
         False: {"lr": 4e-4, "max_steps": 6240},  # 80 epochs of the 5,000 offline digits
     }
-    default_help: ClassVar[dict[str, str]] = {
+    default_help: ClassVar[dict[str, str]] = {  # the same numbers, for --help
         "precision": "(default: auto with --num-classes, fp32 without)",
-        "lr": "(default: 0.0002 with --num-classes, 0.0004 without)",
-        "max_steps": "(default: 9360 with --num-classes, 6240 without, when --epochs is not "
-        "given either)",
+        "lr": f"(default: {lr} with --num-classes, {kind_defaults[False]['lr']} without)",
+        "max_steps": f"(default: {default_max_steps} with --num-classes, "
+        f"{kind_defaults[False]['max_steps']} without, when --epochs is not given either)",
     }
 
 
